@@ -1,0 +1,25 @@
+"""Every key and default name used across perturbscore, in one place."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+#: The five T-cell states of the 2023 cancer-immunotherapy challenge, in the challenge's order.
+CHALLENGE_STATES: tuple[str, ...] = ("progenitor", "effector", "terminal exhausted", "cycling", "other")
+#: Control-cell state mix of the challenge screen (same order as ``CHALLENGE_STATES``).
+CHALLENGE_CONTROL_MIX: tuple[float, ...] = (0.0675, 0.2097, 0.3134, 0.3921, 0.0173)
+
+
+class _Keys(NamedTuple):
+    perturbation: str = "condition"
+    state: str = "state"
+    control: str = "Unperturbed"
+    raw_layer: str = "rawcounts"
+    guide: str = "gRNA_maxID"
+    # .uns keys written by the simulator
+    truth: str = "perturbscore_truth"
+    # .uns key written by scoring from Python
+    scores: str = "perturbscore_scores"
+
+
+KEYS = _Keys()

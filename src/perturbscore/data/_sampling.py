@@ -1,0 +1,193 @@
+"""Episodic sampling: small random sets of cells per perturbation, noisy targets, true distances.
+
+Each training step sees, for every training perturbation, ``k ~ U{k_min..k_max(step)}`` of its cells
+(``k_max`` shrinking over training) and several targets ``Q = normalise(q(P') + U(0, alpha)^C)`` with
+``P'`` an observed training perturbation; the true distance ``d(q(P), Q)`` uses all cells of ``P``.
+Only the sampled rows are ever gathered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+
+@dataclass(frozen=True)
+class KSchedule:
+    """How many cells each perturbation contributes per step.
+
+    ``k ~ U{k_min..upper(step)}`` (or log-uniform), where ``upper`` moves linearly from ``start_max`` to
+    ``k_max`` over the first ``shrink_steps`` steps (the seed shrinks its maximum as training goes on).
+    """
+
+    k_min: int = 2
+    k_max: int = 10
+    start_max: int | None = None
+    shrink_steps: int = 0
+    distribution: Literal["uniform", "loguniform"] = "uniform"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k_min <= self.k_max:
+            raise ValueError(f"need 1 <= k_min <= k_max, got k_min={self.k_min}, k_max={self.k_max}")
+        if self.start_max is not None and self.start_max < self.k_min:
+            raise ValueError(f"start_max ({self.start_max}) must be >= k_min ({self.k_min})")
+
+    def upper(self, step: int) -> int:
+        """Largest ``k`` allowed at ``step``."""
+        if self.start_max is None or self.shrink_steps <= 0:
+            return self.k_max
+        frac = min(1.0, step / self.shrink_steps)
+        return max(self.k_min, round(self.start_max + (self.k_max - self.start_max) * frac))
+
+    def draw(self, n: int, step: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` draws of ``k`` at ``step``."""
+        hi = self.upper(step)
+        if self.distribution == "loguniform":
+            u = rng.uniform(math.log(self.k_min), math.log(hi + 1), size=n)
+            return np.clip(np.floor(np.exp(u)), self.k_min, hi).astype(np.int64)
+        return rng.integers(self.k_min, hi + 1, size=n)
+
+
+def sample_targets(pool: np.ndarray, n: int, *, alpha: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` targets ``normalise(q(P') + U(0, alpha)^C)`` with ``P'`` drawn from ``pool`` ``(P, C)``."""
+    base = pool[rng.integers(0, len(pool), size=n)]  # (n, C)
+    noisy = base + rng.uniform(0.0, alpha, size=base.shape) if alpha > 0 else base
+    return noisy / noisy.sum(axis=1, keepdims=True)
+
+
+def tv(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Total variation ``0.5 * sum |p - q|`` over the last axis."""
+    return 0.5 * np.abs(p - q).sum(axis=-1)
+
+
+@dataclass
+class Episode:
+    """One step's batch. ``P`` perturbations, ``N`` sampled cells in all, ``T`` targets each."""
+
+    inputs: sp.csr_matrix | torch.Tensor  # (N, n_inputs): CSR genes, or dense front-end coordinates
+    segments: torch.Tensor  # (N,) which perturbation slot each cell belongs to
+    perturbation: torch.Tensor  # (P,) index into the screen's perturbations
+    k: torch.Tensor  # (P,) cells used per perturbation
+    targets: torch.Tensor  # (P, T, C)
+    distances: torch.Tensor  # (P, T) true TV distances from all cells
+    proportions: torch.Tensor  # (P, C) true q(P)
+    cell_states: torch.Tensor  # (N,) state code of each sampled cell
+    features: torch.Tensor | None = None  # (P, W, D) gene features, zeros where missing
+    has_features: torch.Tensor | None = None  # (P,) bool
+
+    @property
+    def n_sets(self) -> int:
+        """``P``."""
+        return int(self.perturbation.shape[0])
+
+    def to(self, device: torch.device | str, **kwargs: object) -> Episode:
+        """Move tensors to ``device`` (scipy inputs stay on the host; the model moves them)."""
+        moved = {
+            name: getattr(self, name).to(device)
+            for name in ("segments", "perturbation", "k", "targets", "distances", "proportions", "cell_states")
+        }
+        inputs = self.inputs.to(device) if isinstance(self.inputs, torch.Tensor) else self.inputs
+        feats = None if self.features is None else self.features.to(device)
+        has = None if self.has_features is None else self.has_features.to(device)
+        return replace(self, inputs=inputs, features=feats, has_features=has, **moved)
+
+
+class EpisodeSampler:
+    """Draw :class:`Episode` batches from a set of perturbations.
+
+    Parameters
+    ----------
+    take
+        ``take(rows) -> inputs`` for cell row indices (CSR rows, or cached front-end coordinates).
+    cell_index
+        Row indices of each perturbation's cells.
+    state_codes
+        State code of every cell (all rows of the screen).
+    proportions
+        ``q(P)`` of each perturbation ``(P, C)``.
+    perturbation_ids
+        Global index of each perturbation (reported in episodes).
+    target_pool
+        Observed mixes targets are drawn around (training perturbations only).
+    schedule
+        Cells per perturbation per step.
+    targets_per_perturbation
+        ``T``.
+    target_noise
+        ``alpha`` of the target noise (0: exact observed mixes, used for validation).
+    replace_small
+        Sample with replacement when a perturbation has fewer cells than ``k`` (else use all its cells).
+    features
+        ``(P, W, D)`` gene features, with ``has_features`` ``(P,)``.
+    """
+
+    def __init__(
+        self,
+        take: Callable[[np.ndarray], sp.csr_matrix | torch.Tensor],
+        *,
+        cell_index: list[np.ndarray],
+        state_codes: np.ndarray,
+        proportions: np.ndarray,
+        perturbation_ids: np.ndarray,
+        target_pool: np.ndarray,
+        schedule: KSchedule,
+        targets_per_perturbation: int = 4,
+        target_noise: float = 0.05,
+        replace_small: bool = True,
+        features: np.ndarray | None = None,
+        has_features: np.ndarray | None = None,
+    ) -> None:
+        if len(cell_index) == 0:
+            raise ValueError("no perturbations to sample from")
+        if any(len(ix) == 0 for ix in cell_index):
+            raise ValueError("every perturbation needs at least one cell")
+        self.take, self.cell_index, self.state_codes = take, cell_index, np.asarray(state_codes)
+        self.proportions = np.asarray(proportions, dtype=np.float64)
+        self.perturbation_ids = np.asarray(perturbation_ids, dtype=np.int64)
+        self.target_pool = np.asarray(target_pool, dtype=np.float64)
+        self.schedule, self.n_targets, self.alpha = schedule, targets_per_perturbation, target_noise
+        self.replace_small = replace_small
+        self.features = None if features is None else torch.as_tensor(features, dtype=torch.float32)
+        self.has_features = None if has_features is None else torch.as_tensor(has_features, dtype=torch.bool)
+
+    def draw_rows(self, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices of ``k[p]`` cells of each perturbation, and the actual counts used."""
+        rows, used = [], np.empty(len(k), dtype=np.int64)
+        for p, (ix, kp) in enumerate(zip(self.cell_index, k, strict=True)):
+            n = len(ix)
+            if n >= kp:
+                pick = ix[rng.choice(n, size=kp, replace=False)] if kp < n else ix
+            elif self.replace_small:
+                pick = ix[rng.integers(0, n, size=kp)]
+            else:
+                pick = ix
+            rows.append(pick)
+            used[p] = len(pick)
+        return np.concatenate(rows), used
+
+    def sample(self, step: int, rng: np.random.Generator, *, k: int | np.ndarray | None = None) -> Episode:
+        """One episode at training ``step`` (``k`` overrides the schedule: an int or one per perturbation)."""
+        P = len(self.cell_index)
+        ks = self.schedule.draw(P, step, rng) if k is None else np.broadcast_to(np.asarray(k, np.int64), (P,))
+        rows, used = self.draw_rows(ks, rng)
+        targets = sample_targets(self.target_pool, P * self.n_targets, alpha=self.alpha, rng=rng)
+        targets = targets.reshape(P, self.n_targets, -1)  # (P, T, C)
+        dist = tv(self.proportions[:, None, :], targets)  # (P, T)
+        return Episode(
+            inputs=self.take(rows),
+            segments=torch.from_numpy(np.repeat(np.arange(P), used)),
+            perturbation=torch.from_numpy(self.perturbation_ids),
+            k=torch.from_numpy(used),
+            targets=torch.from_numpy(targets.astype(np.float32)),
+            distances=torch.from_numpy(dist.astype(np.float32)),
+            proportions=torch.from_numpy(self.proportions.astype(np.float32)),
+            cell_states=torch.from_numpy(self.state_codes[rows].astype(np.int64)),
+            features=self.features,
+            has_features=self.has_features,
+        )

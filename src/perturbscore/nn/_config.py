@@ -1,0 +1,92 @@
+"""Architecture configuration of the learned statistic (f, G, H, T)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and choices of every module; saved with each run as JSON.
+
+    Attributes
+    ----------
+    n_genes
+        Expression genes the model reads (columns of the screen).
+    n_states
+        ``C``, cell states.
+    n_features
+        Dimension of a gene-feature window; ``None`` means no recognition network ``T``.
+    front_end
+        ``"genes"``: f reads log-normalised genes (the seed). ``"standardize"``: per-gene z-scores folded
+        into f's weights (stays sparse). ``"pca"``: a fixed PCA of standardised top-variance genes,
+        fitted once on training cells; f then reads ``n_components`` coordinates.
+    n_top_genes, n_components
+        Gene selection and PCA size for ``front_end="pca"``.
+    n_programs
+        ``m1``, gene-expression programs (rows of f's weights).
+    n_stat
+        ``m2``, multicellular programs: the statistic's size.
+    d_model, n_heads
+        Token width and heads of G's self-attention.
+    head
+        ``"attention"``: the seed's cross-attention head. ``"structured"``: sees a decoded mix and ``log k``.
+    head_slots, head_hidden
+        Attention slots ``n`` and MLP width of H.
+    recognizer_pooling, recognizer_hidden, recognizer_dropout
+        T's pooling over windows, MLP width and dropout.
+    state_classifier
+        Add a per-cell state classifier on f (for the auxiliary state loss).
+    """
+
+    n_genes: int
+    n_states: int
+    n_features: int | None = None
+    front_end: Literal["genes", "standardize", "pca"] = "pca"
+    n_top_genes: int = 2000
+    n_components: int = 64
+    n_programs: int = 10
+    n_stat: int = 10
+    d_model: int = 32
+    n_heads: int = 4
+    head: Literal["attention", "structured"] = "structured"
+    head_slots: int = 20
+    head_hidden: int = 128
+    recognizer_pooling: Literal["mean", "attention", "conv"] = "mean"
+    recognizer_hidden: int = 128
+    recognizer_dropout: float = 0.1
+    state_classifier: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n_genes < 1 or self.n_states < 2:
+            raise ValueError(f"need >= 1 gene and >= 2 states, got {self.n_genes} genes, {self.n_states} states")
+        if self.front_end not in ("genes", "standardize", "pca"):
+            raise ValueError(f"front_end must be 'genes', 'standardize' or 'pca', not {self.front_end!r}")
+        if self.head not in ("attention", "structured"):
+            raise ValueError(f"head must be 'attention' or 'structured', not {self.head!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+    @property
+    def n_selected(self) -> int:
+        """Genes kept by the front end."""
+        return min(self.n_top_genes, self.n_genes) if self.front_end == "pca" else self.n_genes
+
+    @property
+    def n_inputs(self) -> int:
+        """Input dimension of f."""
+        return min(self.n_components, self.n_selected) if self.front_end == "pca" else self.n_genes
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a config from another version)."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}")
+        return cls(**data)

@@ -1,0 +1,37 @@
+"""G in the paper: self-attention over programs -> multicellular programs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ProgramMixer(nn.Module):
+    """Treat the ``m1`` mean program activities as tokens, mix them with self-attention, project to ``m2``.
+
+    Each token is ``value_i * embedding_i + position_i`` so the layer knows which program it carries.
+
+    Parameters
+    ----------
+    n_programs
+        ``m1``.
+    n_outputs
+        ``m2``, the size of the statistic.
+    d_model, n_heads
+        Token width and attention heads of the Transformer encoder layer.
+    """
+
+    def __init__(self, n_programs: int, n_outputs: int, *, d_model: int = 32, n_heads: int = 4) -> None:
+        super().__init__()
+        self.value_embedding = nn.Parameter(torch.randn(n_programs, d_model) / d_model**0.5)
+        self.position = nn.Parameter(torch.zeros(n_programs, d_model))
+        self.layer = nn.TransformerEncoderLayer(
+            d_model, n_heads, dim_feedforward=2 * d_model, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.project = nn.Linear(n_programs * d_model, n_outputs)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Map mean programs ``(P, m1)`` to the statistic ``(P, m2)``."""
+        tokens = pooled.unsqueeze(-1) * self.value_embedding + self.position  # (P, m1, d)
+        mixed = self.layer(tokens)  # (P, m1, d)
+        return self.project(mixed.flatten(1))  # (P, m1*d) -> (P, m2)

@@ -1,0 +1,73 @@
+"""The whole learned statistic: front end, f, G, H and (optionally) T, composed."""
+
+from __future__ import annotations
+
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ._config import ModelConfig
+from ._frontend import FrontEnd
+from ._head import DistanceHead, StructuredDistanceHead
+from ._mixer import ProgramMixer
+from ._pooling import segment_mean
+from ._programs import ProgramEncoder
+from ._recognition import SequenceRecognizer
+
+
+class PerturbationStatistic(nn.Module):
+    """``s(P) = G(mean_{x in P} f(x))``, the head ``H(s, Q)`` and the recognizer ``T(g)``.
+
+    Parameters
+    ----------
+    config
+        Sizes and choices; see :class:`ModelConfig`.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.front = FrontEnd(config)
+        self.encoder = ProgramEncoder(config.n_inputs, config.n_programs)
+        self.mixer = ProgramMixer(config.n_programs, config.n_stat, d_model=config.d_model, n_heads=config.n_heads)
+        if config.head == "attention":
+            self.head: nn.Module = DistanceHead(
+                config.n_stat, config.n_states, n_slots=config.head_slots, hidden=config.head_hidden
+            )
+        else:
+            self.head = StructuredDistanceHead(config.n_stat, config.n_states, hidden=config.head_hidden)
+        self.recognizer = (
+            SequenceRecognizer(
+                config.n_features,
+                config.n_stat,
+                pooling=config.recognizer_pooling,
+                hidden=config.recognizer_hidden,
+                dropout=config.recognizer_dropout,
+            )
+            if config.n_features
+            else None
+        )
+        self.state_classifier = nn.Linear(config.n_programs, config.n_states) if config.state_classifier else None
+
+    def programs(self, x: sp.csr_matrix | torch.Tensor) -> torch.Tensor:
+        """f: front-end inputs ``(N, n_inputs)`` (already transformed) -> programs ``(N, m1)``."""
+        return self.encoder(x)
+
+    def statistic(self, programs: torch.Tensor, segments: torch.Tensor, n_sets: int) -> torch.Tensor:
+        """G of the per-set mean of ``programs`` ``(N, m1)`` grouped by ``segments`` -> ``(n_sets, m2)``."""
+        return self.mixer(segment_mean(programs, segments, n_sets))
+
+    def distance(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
+        """H: predicted TV distances ``(P, T)`` from statistics ``(P, m2)`` and targets ``(P, T, C)``."""
+        return self.head(stat, targets, log_k)
+
+    def proportions(self, stat: torch.Tensor) -> torch.Tensor | None:
+        """Decoded state mix ``(P, C)`` where the head has one, else ``None``."""
+        props = getattr(self.head, "proportions", None)
+        return None if props is None else props(stat)
+
+    def recognize(self, features: torch.Tensor) -> torch.Tensor:
+        """T: statistic predicted from gene features ``(P, W, D)`` -> ``(P, m2)``."""
+        if self.recognizer is None:
+            raise RuntimeError("this model was trained without gene features, so it has no recognition network")
+        return self.recognizer(features)

@@ -1,0 +1,19 @@
+"""Training: configs, presets, the Lightning plan and the loop (no AnnData here)."""
+
+from ._config import PRESETS, TrainConfig, preset
+from ._data import Split, split_perturbations
+from ._loop import TrainResult, build_net, model_config_for, train_statistic
+from ._module import StatisticModule
+
+__all__ = [
+    "PRESETS",
+    "Split",
+    "StatisticModule",
+    "TrainConfig",
+    "TrainResult",
+    "build_net",
+    "model_config_for",
+    "preset",
+    "split_perturbations",
+    "train_statistic",
+]

@@ -1,0 +1,46 @@
+"""Lightning callbacks: per-epoch ``metrics.csv`` written atomically, and episode re-seeding."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+
+from .._utils import atomic_path
+from ._data import EpisodeDataset
+
+
+class EpochSeeder(L.Callback):
+    """Tell the episode dataset which epoch it is in (so step seeds survive resumes)."""
+
+    def __init__(self, dataset: EpisodeDataset) -> None:
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Set the epoch before its first batch is drawn."""
+        self.dataset.epoch = trainer.current_epoch
+
+
+class MetricsCSV(L.Callback):
+    """One row per epoch (epoch, step, every logged train_*/val_* value) in ``path``, rewritten atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, float]] = []
+        if self.path.exists():  # resuming: keep what the interrupted run wrote
+            self.rows = pd.read_csv(self.path).to_dict("records")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Record this epoch's metrics (validation runs before this hook in Lightning 2)."""
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key, value in trainer.callback_metrics.items():
+            if key.startswith(("train_", "val_")):
+                row[key] = float(value)
+        row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else math.nan
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        with atomic_path(self.path) as tmp:
+            pd.DataFrame(self.rows).to_csv(tmp, index=False)

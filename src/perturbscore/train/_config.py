@@ -1,0 +1,154 @@
+"""Training configuration and the named presets (the seed's two models and perturbscore's default)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+PRESETS = ("default", "seed-baseline", "seed-full")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything about how the statistic is trained; saved with the run, one CLI flag per field.
+
+    Attributes
+    ----------
+    preset
+        Name of the preset these values started from (for the record).
+    use_recognizer
+        Train the recognition network ``T`` (needs gene features). The seed's baseline has none.
+    k_min, k_max, k_start_max, shrink_steps, k_distribution
+        Cells per perturbation per step: ``U{k_min..k_max}`` (or log-uniform), the upper end moving from
+        ``k_start_max`` down to ``k_max`` over ``shrink_steps`` steps.
+    targets_per_perturbation, target_noise
+        Targets ``T`` per perturbation per step and their noise ``alpha``.
+    max_steps, steps_per_epoch, patience
+        Step budget, steps between validations, early-stopping patience in epochs.
+    lr, weight_decay, lr_schedule, warmup_steps
+        AdamW settings; ``"cosine"`` decays to 5 % of ``lr``.
+    loss
+        Prediction loss: ``"l1"`` (the seed), ``"mse"`` or ``"huber"``.
+    rec_weight, rec_mode
+        ``lambda`` and how ``L_rec`` couples to the statistic: ``"seed"`` (plain MSE, gradients into both
+        T and the statistic) or ``"stopgrad"`` (T chases the statistic, variance-normalised, so a collapsed
+        statistic is never a cheap minimum).
+    seq_weight
+        Weight of the sequence-path prediction loss ``|H(T(g), Q) - d|`` (0 in the seed).
+    state_weight
+        Weight of the auxiliary per-cell state cross-entropy on f (0 in the seed).
+    prop_weight
+        Weight of the decoded-mix loss ``TV(q_hat(s), q(P))`` (structured head only).
+    replace_small
+        Sample with replacement from perturbations with fewer than ``k`` cells.
+    front_end_cells
+        Training cells used to fit the fixed front end (selection, standardisation, PCA).
+    n_train, n_val, split_seed
+        Knockouts for training / validation (the rest are test), shuffled with ``split_seed``.
+    val_episodes
+        Fixed validation episodes evaluated every epoch.
+    seed
+        Seed for initialisation, sampling and everything else.
+    threads
+        CPU threads for PyTorch during training (this model's ops are small: one thread avoids
+        oversubscription; 0 keeps PyTorch's default).
+    accelerator, devices, strategy
+        Passed to Lightning (``"cpu"``, ``"gpu"``, ``"auto"``; DDP via ``strategy="ddp"``).
+    """
+
+    preset: str = "default"
+    use_recognizer: bool = True
+    k_min: int = 2
+    k_max: int = 64
+    k_start_max: int | None = None
+    shrink_steps: int = 0
+    k_distribution: Literal["uniform", "loguniform"] = "loguniform"
+    targets_per_perturbation: int = 8
+    target_noise: float = 0.05
+    max_steps: int = 3000
+    steps_per_epoch: int = 100
+    patience: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    lr_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = 100
+    loss: Literal["l1", "mse", "huber"] = "l1"
+    rec_weight: float = 1.0
+    rec_mode: Literal["seed", "stopgrad"] = "stopgrad"
+    seq_weight: float = 1.0
+    state_weight: float = 0.5
+    prop_weight: float = 1.0
+    replace_small: bool = True
+    front_end_cells: int = 20000
+    n_train: int = 50
+    n_val: int = 10
+    split_seed: int = 123
+    val_episodes: int = 8
+    seed: int = 0
+    threads: int = 1
+    accelerator: str = "cpu"
+    devices: int | str = 1
+    strategy: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.k_min >= 1, "k_min must be >= 1"),
+            (self.k_max >= self.k_min, "k_max must be >= k_min"),
+            (self.max_steps >= 1 and self.steps_per_epoch >= 1, "max_steps and steps_per_epoch must be >= 1"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.targets_per_perturbation >= 1, "targets_per_perturbation must be >= 1"),
+            (self.target_noise >= 0, "target_noise must be >= 0"),
+            (min(self.rec_weight, self.seq_weight, self.state_weight, self.prop_weight) >= 0, "weights must be >= 0"),
+            (self.loss in ("l1", "mse", "huber"), f"loss must be l1, mse or huber, not {self.loss!r}"),
+            (self.rec_mode in ("seed", "stopgrad"), f"rec_mode must be 'seed' or 'stopgrad', not {self.rec_mode!r}"),
+            (self.n_train >= 1 and self.n_val >= 1, "n_train and n_val must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown train config keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
+    """Return the :class:`TrainConfig` and model-config overrides of a named preset.
+
+    ``"seed-baseline"``: the seed's baseline — no T, 60 cells per sample, seed architecture.
+    ``"seed-full"``: the seed's full model — T, 2–10 cells with a shrinking maximum, ``lambda = 1``
+    with gradients into the statistic, seed architecture. ``"default"``: perturbscore's best
+    configuration (see docs/ablation.md).
+    """
+    seed_arch = {
+        "front_end": "genes",
+        "head": "attention",
+        "n_stat": 5,
+        "state_classifier": False,
+        "recognizer_pooling": "conv",
+    }
+    seed_train = {"rec_mode": "seed", "seq_weight": 0.0, "state_weight": 0.0, "prop_weight": 0.0}
+    seed_train |= {"k_distribution": "uniform", "lr_schedule": "constant", "lr": 1e-3, "targets_per_perturbation": 1}
+    if name == "seed-baseline":
+        cfg = TrainConfig(preset=name, use_recognizer=False, k_min=60, k_max=60, rec_weight=0.0, **seed_train)
+        model = dict(seed_arch)
+    elif name == "seed-full":
+        cfg = TrainConfig(preset=name, k_min=2, k_max=10, k_start_max=50, shrink_steps=1000, **seed_train)
+        model = dict(seed_arch)
+    elif name == "default":
+        cfg, model = TrainConfig(preset=name), {}
+    else:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    model_keys = {"front_end", "head", "n_stat", "n_programs", "state_classifier", "recognizer_pooling"}
+    model |= {k: v for k, v in overrides.items() if k in model_keys and v is not None}
+    train_over = {k: v for k, v in overrides.items() if k not in model_keys and v is not None}
+    return replace(cfg, **train_over), model

@@ -1,0 +1,144 @@
+"""From a validated screen to training/validation episodes: split, front-end cache, samplers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .._errors import InputError
+from ..data import EpisodeSampler, KSchedule, Screen
+from ..nn import FrontEnd
+from ._config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Perturbations used for training, validation and test (never split by cell)."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """JSON-ready dict."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+def split_perturbations(screen: Screen, *, n_train: int, n_val: int, seed: int) -> Split:
+    """Shuffle the knockouts with ``seed``; the first ``n_train`` train, the next ``n_val`` validate.
+
+    The control (if any) always trains. With fewer knockouts than ``n_train + n_val``, about one in six
+    validates and the rest train.
+    """
+    kos = sorted(screen.knockouts)
+    if len(kos) < 3:
+        raise InputError(
+            f"{screen.source or 'the screen'} has {len(kos)} knockout(s); training needs at least 3 "
+            "(2 to train, 1 to validate). Check --perturbation-key and --control."
+        )
+    order = [kos[i] for i in np.random.default_rng(seed).permutation(len(kos))]
+    if len(kos) < n_train + n_val:
+        n_val = max(1, len(kos) // 6)
+        n_train = len(kos) - n_val
+        logger.warning("only %d knockouts: using %d to train and %d to validate", len(kos), n_train, n_val)
+    train = order[:n_train] + ([screen.control] if screen.control else [])
+    return Split(train=train, val=order[n_train : n_train + n_val], test=order[n_train + n_val :])
+
+
+def fit_front_end(front: FrontEnd, screen: Screen, train: list[str], *, n_cells: int, seed: int) -> None:
+    """Fit the fixed front end on up to ``n_cells`` random training cells."""
+    rows = np.concatenate([screen.cell_index[screen.index_of(p)] for p in train])
+    rng = np.random.default_rng(seed)
+    if len(rows) > n_cells:
+        rows = np.sort(rng.choice(rows, size=n_cells, replace=False))
+    front.fit(screen.rows.take(rows), seed=seed)
+
+
+def input_taker(front: FrontEnd, screen: Screen, *, chunk: int = 8192, progress: bool = False):  # noqa: ANN201
+    """``take(rows) -> inputs`` for the sampler; with a PCA front end all cells are projected once."""
+    if front.kind != "pca":
+        return screen.rows.take
+    from .._utils import track
+
+    n = screen.n_cells
+    cache = np.empty((n, front.components.shape[0]), dtype=np.float32)  # (cells, n_components)
+    starts = range(0, n, chunk)
+    for s in track(starts, progress=progress, description="projecting cells", total=len(starts)):
+        cache[s : s + chunk] = front.transform(screen.rows.take(np.arange(s, min(n, s + chunk)))).numpy()
+    return lambda rows: torch.from_numpy(cache[rows])
+
+
+def make_sampler(
+    screen: Screen,
+    perturbations: list[str],
+    take,  # noqa: ANN001
+    *,
+    config: TrainConfig,
+    target_pool: np.ndarray,
+    schedule: KSchedule,
+    target_noise: float,
+    features: bool,
+) -> EpisodeSampler:
+    """An :class:`EpisodeSampler` over ``perturbations`` of ``screen``."""
+    ids = np.array([screen.index_of(p) for p in perturbations])
+    feats = has = None
+    if features and screen.features is not None:
+        has = np.array([p in screen.features for p in perturbations])
+        w, d = screen.features.shape
+        feats = np.zeros((len(perturbations), w, d), dtype=np.float32)  # (P, W, D)
+        if has.any():
+            feats[has] = screen.features.get([p for p, h in zip(perturbations, has, strict=True) if h])
+    return EpisodeSampler(
+        take,
+        cell_index=[screen.cell_index[i] for i in ids],
+        state_codes=screen.state_codes,
+        proportions=screen.proportions[ids],
+        perturbation_ids=ids,
+        target_pool=target_pool,
+        schedule=schedule,
+        targets_per_perturbation=config.targets_per_perturbation,
+        target_noise=target_noise,
+        replace_small=config.replace_small,
+        features=feats,
+        has_features=has,
+    )
+
+
+def schedule_of(config: TrainConfig) -> KSchedule:
+    """The training :class:`KSchedule` of ``config``."""
+    return KSchedule(
+        k_min=config.k_min,
+        k_max=config.k_max,
+        start_max=config.k_start_max,
+        shrink_steps=config.shrink_steps,
+        distribution=config.k_distribution,
+    )
+
+
+class EpisodeDataset(Dataset):
+    """``steps_per_epoch`` freshly sampled episodes per epoch, each seeded by ``(seed, step)``.
+
+    Seeding per step (not per process) makes a resumed run draw exactly the episodes the original would.
+    """
+
+    def __init__(self, sampler: EpisodeSampler, *, steps_per_epoch: int, seed: int, rank: int = 0) -> None:
+        self.sampler, self.steps, self.seed, self.rank = sampler, steps_per_epoch, seed, rank
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, i: int):  # noqa: ANN204
+        step = self.epoch * self.steps + i
+        return self.sampler.sample(step, np.random.default_rng([self.seed, step, self.rank]))
+
+
+def identity(batch):  # noqa: ANN001, ANN201
+    """Collate function: episodes are already batches."""
+    return batch

@@ -1,0 +1,140 @@
+"""``train_statistic``: screen + configs -> a trained :class:`PerturbationStatistic`, with a run directory."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from ..data import KSchedule, Screen
+from ..nn import ModelConfig, PerturbationStatistic
+from ._callbacks import EpochSeeder, MetricsCSV
+from ._config import TrainConfig
+from ._data import EpisodeDataset, Split, fit_front_end, identity, input_taker, make_sampler, schedule_of
+from ._module import StatisticModule
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    net: PerturbationStatistic
+    split: Split
+    history: pd.DataFrame
+    best_val_pred_loss: float
+
+
+def model_config_for(screen: Screen, train: TrainConfig, **overrides: object) -> ModelConfig:
+    """The :class:`ModelConfig` for ``screen`` (feature dim only when T is trained)."""
+    n_features = screen.features.shape[1] if (train.use_recognizer and screen.features is not None) else None
+    return ModelConfig(n_genes=screen.n_genes, n_states=screen.n_states, n_features=n_features, **overrides)
+
+
+def build_net(config: ModelConfig, *, seed: int) -> PerturbationStatistic:
+    """Initialise the modules reproducibly without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PerturbationStatistic(config)
+
+
+def train_statistic(
+    screen: Screen,
+    config: TrainConfig,
+    model_config: ModelConfig,
+    *,
+    run_dir: Path,
+    split: Split,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the statistic on ``split.train`` and validate on ``split.val`` every epoch.
+
+    Writes ``run_dir/metrics.csv`` and ``run_dir/checkpoints/{best,last}.ckpt``; ``resume`` continues from
+    ``last.ckpt``. The returned network carries the best validation weights.
+    """
+    run_dir = Path(run_dir)
+    net = build_net(model_config, seed=config.seed)
+    fit_front_end(net.front, screen, split.train, n_cells=config.front_end_cells, seed=config.seed)
+    take = input_taker(net.front, screen, progress=progress)
+    pool = screen.proportions[[screen.index_of(p) for p in split.train if p != screen.control]]
+    use_feats = config.use_recognizer and model_config.n_features is not None
+    train_sampler = make_sampler(
+        screen, split.train, take, config=config, target_pool=pool, schedule=schedule_of(config),
+        target_noise=config.target_noise, features=use_feats,
+    )  # fmt: skip
+    val_schedule = KSchedule(config.k_min, config.k_max, distribution=config.k_distribution)
+    val_sampler = make_sampler(
+        screen, split.val, take, config=config, target_pool=pool, schedule=val_schedule, target_noise=0.0,
+        features=use_feats,
+    )  # fmt: skip
+    rng = np.random.default_rng([config.seed, 999_983])
+    val_eps = [val_sampler.sample(config.max_steps, rng) for _ in range(config.val_episodes)]
+    dataset = EpisodeDataset(train_sampler, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
+    module = StatisticModule(net, config)
+    trainer = _trainer(config, run_dir, dataset, progress=progress)
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    threads = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        torch.manual_seed(config.seed)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        trainer.fit(
+            module,
+            train_dataloaders=DataLoader(dataset, batch_size=None, shuffle=False, collate_fn=identity),
+            val_dataloaders=DataLoader(val_eps, batch_size=None, shuffle=False, collate_fn=identity),
+            ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
+        )
+    torch.set_num_threads(threads)
+    best = trainer.checkpoint_callback.best_model_path
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
+    score = trainer.checkpoint_callback.best_model_score
+    return TrainResult(module.net.cpu(), split, history, float(score) if score is not None else float("nan"))
+
+
+def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, progress: bool) -> L.Trainer:
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    ckpt = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="best", monitor="val_pred_loss", mode="min",
+        save_last=True, save_top_k=1, enable_version_counter=False,
+    )  # fmt: skip
+    callbacks = [
+        EpochSeeder(dataset),
+        MetricsCSV(run_dir / "metrics.csv"),
+        ckpt,
+        EarlyStopping(monitor="val_pred_loss", mode="min", patience=config.patience),
+    ]
+    return L.Trainer(
+        max_steps=config.max_steps,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy=config.strategy,
+        callbacks=callbacks,
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=1,
+        deterministic=False,
+        default_root_dir=str(run_dir),
+        log_every_n_steps=max(1, config.steps_per_epoch),
+    )
+
+
+def with_overrides(config: TrainConfig, **kw: object) -> TrainConfig:
+    """``config`` with the non-``None`` keyword values replaced."""
+    return replace(config, **{k: v for k, v in kw.items() if v is not None})

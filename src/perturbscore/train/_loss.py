@@ -1,0 +1,41 @@
+"""Losses: prediction, recognition (seed or stop-gradient), and the auxiliary terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+
+def prediction_loss(pred: torch.Tensor, true: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean L1, MSE or Huber (delta 0.05 on the TV scale) between predicted and true distances."""
+    if kind == "l1":
+        return (pred - true).abs().mean()
+    if kind == "mse":
+        return F.mse_loss(pred, true)
+    return F.huber_loss(pred, true, delta=0.05)
+
+
+def recognition_loss(recognized: torch.Tensor, stat: torch.Tensor, mode: str) -> torch.Tensor:
+    """``||T(g) - s_hat||^2``; ``"stopgrad"`` detaches ``s_hat`` and divides by its variance across perturbations."""
+    if mode == "seed":
+        return ((recognized - stat) ** 2).sum(-1).mean()
+    target = stat.detach()
+    var = target.var(dim=0, unbiased=False).clamp_min(1e-4) if target.shape[0] > 1 else torch.ones_like(target[0])
+    return (((recognized - target) ** 2) / var).mean()
+
+
+def recognition_r2(recognized: torch.Tensor, stat: torch.Tensor) -> torch.Tensor:
+    """``1 - residual / variance`` of the statistic across perturbations (DESIGN §3)."""
+    resid = ((recognized - stat) ** 2).sum()
+    total = ((stat - stat.mean(0, keepdim=True)) ** 2).sum().clamp_min(1e-12)
+    return 1 - resid / total
+
+
+@dataclass
+class LossOutput:
+    """Every term of one step, for logging; ``total`` is what is minimised."""
+
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)

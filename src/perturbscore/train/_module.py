@@ -1,0 +1,94 @@
+"""The Lightning training plan: one episode per step, ``L_pred + lambda L_rec`` (+ auxiliary terms)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..data._sampling import Episode
+from ..nn import PerturbationStatistic
+from ._config import TrainConfig
+from ._loss import LossOutput, prediction_loss, recognition_loss, recognition_r2
+
+
+def log_k(k: torch.Tensor) -> torch.Tensor:
+    """The head's cell-count input: ``log(1 + k)`` (0 for the sequence-only path)."""
+    return torch.log1p(k.to(torch.float32))
+
+
+class StatisticModule(L.LightningModule):
+    """Train a :class:`~perturbscore.nn.PerturbationStatistic` on episodes.
+
+    Parameters
+    ----------
+    net
+        The modules (front end fitted beforehand).
+    config
+        Loss weights, optimiser and schedule.
+    """
+
+    def __init__(self, net: PerturbationStatistic, config: TrainConfig) -> None:
+        super().__init__()
+        self.net, self.cfg = net, config
+        self.use_rec = config.use_recognizer and net.recognizer is not None
+
+    def compute(self, ep: Episode) -> LossOutput:
+        """All loss terms of an episode."""
+        net, cfg = self.net, self.cfg
+        programs = net.programs(ep.inputs)  # (N, m1)
+        stat = net.statistic(programs, ep.segments, ep.n_sets)  # (P, m2)
+        pred = net.distance(stat, ep.targets, log_k(ep.k))  # (P, T)
+        pred_loss = prediction_loss(pred, ep.distances, cfg.loss)
+        terms = {"pred_loss": pred_loss, "pred_mae": (pred - ep.distances).abs().mean().detach()}
+        total = pred_loss
+        if cfg.state_weight > 0 and net.state_classifier is not None:
+            terms["state_loss"] = F.cross_entropy(net.state_classifier(programs), ep.cell_states)
+            total = total + cfg.state_weight * terms["state_loss"]
+        q_hat = net.proportions(stat)
+        if q_hat is not None and cfg.prop_weight > 0:
+            terms["prop_loss"] = 0.5 * (q_hat - ep.proportions).abs().sum(-1).mean()
+            total = total + cfg.prop_weight * terms["prop_loss"]
+        if self.use_rec and ep.features is not None and bool(ep.has_features.any()):
+            has = ep.has_features  # (P,)
+            rec = net.recognize(ep.features[has])  # (P', m2)
+            terms["rec_loss"] = recognition_loss(rec, stat[has], cfg.rec_mode)
+            terms["rec_r2"] = recognition_r2(rec.detach(), stat[has].detach())
+            total = total + cfg.rec_weight * terms["rec_loss"]
+            seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
+            terms["seq_mae"] = (seq_pred - ep.distances[has]).abs().mean().detach()
+            if cfg.seq_weight > 0:
+                terms["seq_loss"] = prediction_loss(seq_pred, ep.distances[has], cfg.loss)
+                total = total + cfg.seq_weight * terms["seq_loss"]
+        return LossOutput(total=total, terms=terms)
+
+    def training_step(self, batch: Episode, batch_idx: int) -> torch.Tensor:
+        """One optimisation step."""
+        out = self.compute(batch)
+        for name, value in out.terms.items():
+            self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=batch.n_sets)
+        return out.total
+
+    def validation_step(self, batch: Episode, batch_idx: int) -> None:
+        """Held-out perturbations, fixed episodes."""
+        out = self.compute(batch)
+        for name, value in out.terms.items():
+            self.log(f"val_{name}", value, on_step=False, on_epoch=True, batch_size=batch.n_sets, sync_dist=True)
+
+    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
+        """AdamW with optional warm-up + cosine decay."""
+        cfg = self.cfg
+        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        if cfg.lr_schedule == "constant":
+            return opt
+
+        def factor(step: int) -> float:
+            if step < cfg.warmup_steps:
+                return (step + 1) / cfg.warmup_steps
+            frac = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+            return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
