@@ -9,8 +9,8 @@ from rich.console import Console
 from .._errors import PerturbScoreError
 from ._app import STATE, app
 
-# Importing a command module registers its command on ``app``.
-from . import _simulate  # noqa: E402,F401  isort: skip
+# Importing a command module registers its command on ``app`` (in pipeline order for ``--help``).
+from . import _simulate, _featurize, _train, _evaluate, _score, _programs, _report, _demo  # noqa: E402,F401,I001  isort: skip
 
 __all__ = ["app", "main"]
 
@@ -21,25 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     STATE["debug"] = "--debug" in argv
     try:
         app(args=argv, standalone_mode=False)
-    except PerturbScoreError as err:
+    except (PerturbScoreError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
         if STATE["debug"]:
             raise
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
-        return 2
-    except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
-        if STATE["debug"]:
-            raise
-        Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False)
+        console = Console(stderr=True)
+        console.print("[bold red]error:[/] ", end="")
+        console.print(str(err), highlight=False, markup=False)
         return 2
     except SystemExit as err:  # typer/click exit paths
         return int(err.code or 0)
-    except Exception as err:  # click usage errors and the like
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:  # click usage errors (typer may bundle its own click: match by shape)
+        if hasattr(err, "show") and hasattr(err, "exit_code"):
             err.show()
-            return err.exit_code
-        if isinstance(err, click.exceptions.Abort):
+            return int(err.exit_code)
+        if type(err).__name__ == "Abort":
             return 130
         raise
     return 0

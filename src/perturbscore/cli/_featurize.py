@@ -50,4 +50,6 @@ def featurize(
     )
     path = write_features(features, out, overwrite=overwrite)
     n_win, dim = features.shape
-    Console().print(f"wrote {path}: {len(features.genes):,} genes x ({n_win}, {dim}) float32", highlight=False)
+    Console().print(
+        f"wrote {path}: {len(features.genes):,} genes x ({n_win}, {dim}) float32", highlight=False, soft_wrap=True
+    )

@@ -1,6 +1,6 @@
 """Validated screens and episodic sampling."""
 
-from ._sampling import Episode, EpisodeSampler, KSchedule, sample_targets, tv
+from ._sampling import Episode, EpisodeSampler, KSchedule, draw_rows, sample_targets, tv
 from ._screen import GeneFeatures, InMemoryRows, RowSource, Screen
 
 __all__ = [
@@ -11,6 +11,7 @@ __all__ = [
     "KSchedule",
     "RowSource",
     "Screen",
+    "draw_rows",
     "sample_targets",
     "tv",
 ]

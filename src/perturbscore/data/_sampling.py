@@ -66,6 +66,28 @@ def tv(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(p - q).sum(axis=-1)
 
 
+def draw_rows(
+    cell_index: list[np.ndarray], k: np.ndarray, rng: np.random.Generator, *, replace_small: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``k[p]`` cells of each perturbation ``p`` (without replacement where it has enough cells).
+
+    A perturbation with fewer than ``k[p]`` cells is sampled with replacement (``replace_small``) or gives
+    all its cells. Returns the concatenated row indices and the number of cells used per perturbation.
+    """
+    rows, used = [], np.empty(len(k), dtype=np.int64)
+    for p, (ix, kp) in enumerate(zip(cell_index, k, strict=True)):
+        n = len(ix)
+        if n >= kp:
+            pick = ix[rng.choice(n, size=kp, replace=False)] if kp < n else ix
+        elif replace_small:
+            pick = ix[rng.integers(0, n, size=kp)]
+        else:
+            pick = ix
+        rows.append(pick)
+        used[p] = len(pick)
+    return np.concatenate(rows), used
+
+
 @dataclass
 class Episode:
     """One step's batch. ``P`` perturbations, ``N`` sampled cells in all, ``T`` targets each."""
@@ -80,6 +102,8 @@ class Episode:
     cell_states: torch.Tensor  # (N,) state code of each sampled cell
     features: torch.Tensor | None = None  # (P, W, D) gene features, zeros where missing
     has_features: torch.Tensor | None = None  # (P,) bool
+    ref_inputs: sp.csr_matrix | torch.Tensor | None = None  # (N_ref, n_inputs) a larger reference sample
+    ref_segments: torch.Tensor | None = None  # (N_ref,)
 
     @property
     def n_sets(self) -> int:
@@ -92,10 +116,11 @@ class Episode:
             name: getattr(self, name).to(device)
             for name in ("segments", "perturbation", "k", "targets", "distances", "proportions", "cell_states")
         }
-        inputs = self.inputs.to(device) if isinstance(self.inputs, torch.Tensor) else self.inputs
-        feats = None if self.features is None else self.features.to(device)
-        has = None if self.has_features is None else self.has_features.to(device)
-        return replace(self, inputs=inputs, features=feats, has_features=has, **moved)
+        def mv(x: object) -> object:
+            return x.to(device) if isinstance(x, torch.Tensor) else x
+
+        extra = {n: mv(getattr(self, n)) for n in ("inputs", "features", "has_features", "ref_inputs", "ref_segments")}
+        return replace(self, **extra, **moved)
 
 
 class EpisodeSampler:
@@ -125,6 +150,9 @@ class EpisodeSampler:
         Sample with replacement when a perturbation has fewer cells than ``k`` (else use all its cells).
     features
         ``(P, W, D)`` gene features, with ``has_features`` ``(P,)``.
+    reference_k
+        If > 0, also draw ``reference_k`` cells per perturbation: a low-noise reference statistic for
+        the recognition loss.
     """
 
     def __init__(
@@ -142,6 +170,7 @@ class EpisodeSampler:
         replace_small: bool = True,
         features: np.ndarray | None = None,
         has_features: np.ndarray | None = None,
+        reference_k: int = 0,
     ) -> None:
         if len(cell_index) == 0:
             raise ValueError("no perturbations to sample from")
@@ -152,24 +181,13 @@ class EpisodeSampler:
         self.perturbation_ids = np.asarray(perturbation_ids, dtype=np.int64)
         self.target_pool = np.asarray(target_pool, dtype=np.float64)
         self.schedule, self.n_targets, self.alpha = schedule, targets_per_perturbation, target_noise
-        self.replace_small = replace_small
+        self.replace_small, self.reference_k = replace_small, reference_k
         self.features = None if features is None else torch.as_tensor(features, dtype=torch.float32)
         self.has_features = None if has_features is None else torch.as_tensor(has_features, dtype=torch.bool)
 
     def draw_rows(self, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Row indices of ``k[p]`` cells of each perturbation, and the actual counts used."""
-        rows, used = [], np.empty(len(k), dtype=np.int64)
-        for p, (ix, kp) in enumerate(zip(self.cell_index, k, strict=True)):
-            n = len(ix)
-            if n >= kp:
-                pick = ix[rng.choice(n, size=kp, replace=False)] if kp < n else ix
-            elif self.replace_small:
-                pick = ix[rng.integers(0, n, size=kp)]
-            else:
-                pick = ix
-            rows.append(pick)
-            used[p] = len(pick)
-        return np.concatenate(rows), used
+        return draw_rows(self.cell_index, k, rng, replace_small=self.replace_small)
 
     def sample(self, step: int, rng: np.random.Generator, *, k: int | np.ndarray | None = None) -> Episode:
         """One episode at training ``step`` (``k`` overrides the schedule: an int or one per perturbation)."""
@@ -179,6 +197,10 @@ class EpisodeSampler:
         targets = sample_targets(self.target_pool, P * self.n_targets, alpha=self.alpha, rng=rng)
         targets = targets.reshape(P, self.n_targets, -1)  # (P, T, C)
         dist = tv(self.proportions[:, None, :], targets)  # (P, T)
+        ref_inputs = ref_segments = None
+        if self.reference_k > 0:
+            ref_rows, ref_used = self.draw_rows(np.full(P, self.reference_k), rng)
+            ref_inputs, ref_segments = self.take(ref_rows), torch.from_numpy(np.repeat(np.arange(P), ref_used))
         return Episode(
             inputs=self.take(rows),
             segments=torch.from_numpy(np.repeat(np.arange(P), used)),
@@ -190,4 +212,6 @@ class EpisodeSampler:
             cell_states=torch.from_numpy(self.state_codes[rows].astype(np.int64)),
             features=self.features,
             has_features=self.has_features,
+            ref_inputs=ref_inputs,
+            ref_segments=ref_segments,
         )

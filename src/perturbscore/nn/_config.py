@@ -38,6 +38,13 @@ class ModelConfig:
         T's pooling over windows, MLP width and dropout.
     state_classifier
         Add a per-cell state classifier on f (for the auxiliary state loss).
+    cell_mix_head
+        Add a per-cell head predicting the cell's perturbation's state mix from f (auxiliary loss): pushes f
+        to carry every per-cell signal of the perturbation's effect, not only the cell's own state.
+    fuse_prior
+        Where gene features exist, combine the cells' statistic with T's prediction as a prior,
+        ``(k s_cells + kappa T(g)) / (k + kappa)`` with a learned ``kappa`` (initial ``prior_strength``):
+        few cells lean on the sequence, many cells override it; no cells gives ``T(g)``.
     """
 
     n_genes: int
@@ -55,8 +62,11 @@ class ModelConfig:
     head_hidden: int = 128
     recognizer_pooling: Literal["mean", "attention", "conv"] = "mean"
     recognizer_hidden: int = 128
-    recognizer_dropout: float = 0.1
+    recognizer_dropout: float = 0.0
     state_classifier: bool = True
+    cell_mix_head: bool = True
+    fuse_prior: bool = True
+    prior_strength: float = 5.0
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:

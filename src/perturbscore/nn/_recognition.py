@@ -33,7 +33,7 @@ class SequenceRecognizer(nn.Module):
         *,
         pooling: Literal["mean", "attention", "conv"] = "mean",
         hidden: int = 128,
-        dropout: float = 0.1,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.pooling = pooling
@@ -52,13 +52,15 @@ class SequenceRecognizer(nn.Module):
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         """``(P, W, D) -> (P, D)``."""
+        if self.pooling == "mean":  # normalise after pooling: 200x cheaper when scoring a genome
+            return self.norm(features.mean(1))
         x = self.norm(features)  # (P, W, D)
         if self.pooling == "attention":
             w = torch.softmax(self.score(x).squeeze(-1), dim=1)  # (P, W)
             return (w.unsqueeze(-1) * x).sum(1)
         if self.pooling == "conv":
             x = x + self.conv(x.transpose(1, 2)).transpose(1, 2)  # (P, D, W) -> (P, W, D)
-        return x.mean(1)
+        return x.mean(1)  # (P, D)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Predicted statistic ``(P, m2)`` from features ``(P, W, D)``."""

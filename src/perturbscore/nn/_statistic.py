@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import scipy.sparse as sp
 import torch
 from torch import nn
@@ -48,6 +50,12 @@ class PerturbationStatistic(nn.Module):
             else None
         )
         self.state_classifier = nn.Linear(config.n_programs, config.n_states) if config.state_classifier else None
+        self.cell_mix = nn.Linear(config.n_programs, config.n_states) if config.cell_mix_head else None
+        self.prior_logit = (
+            nn.Parameter(torch.tensor(math.log(math.expm1(config.prior_strength))))
+            if config.fuse_prior and self.recognizer is not None
+            else None
+        )
 
     def programs(self, x: sp.csr_matrix | torch.Tensor) -> torch.Tensor:
         """f: front-end inputs ``(N, n_inputs)`` (already transformed) -> programs ``(N, m1)``."""
@@ -65,6 +73,19 @@ class PerturbationStatistic(nn.Module):
         """Decoded state mix ``(P, C)`` where the head has one, else ``None``."""
         props = getattr(self.head, "proportions", None)
         return None if props is None else props(stat)
+
+    @property
+    def fuses_prior(self) -> bool:
+        """Whether cell statistics are combined with the sequence prior ``T(g)``."""
+        return self.prior_logit is not None
+
+    def fuse(self, stat: torch.Tensor, prior: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Posterior statistic ``(k s + kappa T(g)) / (k + kappa)`` for ``(P, m2)`` inputs and ``k`` ``(P,)``."""
+        if self.prior_logit is None:
+            return stat
+        kappa = torch.nn.functional.softplus(self.prior_logit)
+        w = (k.to(stat.dtype) / (k.to(stat.dtype) + kappa)).unsqueeze(-1)  # (P, 1)
+        return w * stat + (1 - w) * prior
 
     def recognize(self, features: torch.Tensor) -> torch.Tensor:
         """T: statistic predicted from gene features ``(P, W, D)`` -> ``(P, m2)``."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from .._utils import write_json_atomic, write_text_atomic
 from ..data import GeneFeatures, Screen
-from ..train import TrainConfig, model_config_for, preset, split_perturbations, train_statistic
+from ..train import Split, TrainConfig, model_config_for, preset, split_perturbations, train_statistic
 from ._model import PerturbScoreModel
 from ._rundir import prepare_run_dir
 
@@ -46,6 +46,7 @@ def fit(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
+    split: Split | None = None,
     **overrides: Any,
 ) -> PerturbScoreModel:
     """Train the learned statistic on a screen.
@@ -68,6 +69,8 @@ def fit(
         Replace an existing run, or continue it from its last checkpoint.
     progress
         Show a progress bar.
+    split
+        Explicit train/validation/test perturbations (default: ``n_train``/``n_val`` shuffled by ``split_seed``).
     **overrides
         TrainConfig fields (e.g. ``max_steps=500``) applied on top of the preset.
 
@@ -92,7 +95,8 @@ def fit(
 
         out = Path(tempfile.mkdtemp(prefix="perturbscore-run-"))
     run_dir = prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    split = split_perturbations(screen, n_train=tcfg.n_train, n_val=tcfg.n_val, seed=tcfg.split_seed)
+    if split is None:
+        split = split_perturbations(screen, n_train=tcfg.n_train, n_val=tcfg.n_val, seed=tcfg.split_seed)
     config_dict = {
         "train": tcfg.to_dict(),
         "model": mcfg.to_dict(),

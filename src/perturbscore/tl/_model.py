@@ -100,6 +100,26 @@ class PerturbScoreModel:
         return self.net.recognize(f).numpy()
 
     @torch.no_grad()
+    def posterior_statistic(self, stat: np.ndarray, features: np.ndarray | None, n_cells: np.ndarray) -> np.ndarray:
+        """Combine cell statistics ``(n, m2)`` with the sequence prior ``T(g)`` where the model fuses them.
+
+        ``(k s + kappa T(g)) / (k + kappa)``: returns ``stat`` unchanged for models without fusion or
+        without features.
+        """
+        if features is None or not self.net.fuses_prior:
+            return stat
+        prior = torch.as_tensor(self.statistic_from_sequence(features))
+        k = torch.as_tensor(np.broadcast_to(np.asarray(n_cells), (len(prior),)).astype(np.float32))
+        return self.net.fuse(torch.as_tensor(np.atleast_2d(stat)), prior, k).numpy()
+
+    @property
+    def prior_strength(self) -> float | None:
+        """The learned ``kappa`` (cells' worth of evidence in the sequence prior), if fused."""
+        if self.net.prior_logit is None:
+            return None
+        return float(torch.nn.functional.softplus(self.net.prior_logit.detach()))
+
+    @torch.no_grad()
     def predict_distance(self, stat: np.ndarray, targets: np.ndarray, *, n_cells: int | np.ndarray = 0) -> np.ndarray:
         """``H(s, Q)``: predicted TV distances.
 
@@ -125,7 +145,7 @@ class PerturbScoreModel:
         q = q[:, None, :] if q.ndim == 2 else q  # (n, T, C)
         k = np.minimum(np.broadcast_to(np.asarray(n_cells), (s.shape[0],)), self.train_config.k_max)
         lk = torch.log1p(torch.as_tensor(k, dtype=torch.float32))
-        d = self.net.distance(s, torch.as_tensor(np.ascontiguousarray(q)), lk).numpy()  # (n, T)
+        d = self.net.distance(s, torch.from_numpy(np.array(q, dtype=np.float32)), lk).numpy()  # (n, T)
         return d[:, 0] if squeeze else d
 
     @torch.no_grad()
@@ -179,6 +199,13 @@ class PerturbScoreModel:
             meta = json.loads((path / META).read_text())
             mcfg = ModelConfig.from_dict(meta["model_config"])
             tcfg = TrainConfig.from_dict(meta["train_config"])
+            states, genes = tuple(str(s) for s in meta["states"]), np.asarray(meta["gene_names"], dtype=str)
+            split, extra = dict(meta.get("split") or {}), dict(meta.get("extra") or {})
+            if len(states) != mcfg.n_states or len(genes) != mcfg.n_genes:
+                raise ValueError(
+                    f"{len(states)} states and {len(genes)} gene names, but its model_config has "
+                    f"{mcfg.n_states} states and {mcfg.n_genes} genes"
+                )
         except (ValueError, KeyError, TypeError) as err:
             raise RunError(
                 f"{path / META} is not a perturbscore model description ({err}); re-train or re-save"
@@ -192,4 +219,4 @@ class PerturbScoreModel:
                 f"{path / WEIGHTS} does not match {path / META} (a checkpoint from another model config, or a "
                 f"damaged file): {str(err).splitlines()[0]}"
             ) from err
-        return cls(net, mcfg, tcfg, tuple(meta["states"]), np.array(meta["gene_names"]), meta["split"], meta["extra"])
+        return cls(net, mcfg, tcfg, states, genes, split, extra)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,29 +11,80 @@ from .._errors import RunError
 #: Files that mark a directory as a perturbscore run (safe to replace with ``overwrite``).
 RUN_MARKERS = ("config.json", "model", "metrics.csv", "eval.json", "scores.csv", "report.html")
 
+#: Top-level entries a run (training, evaluation, scoring, interpretation, report) may hold; ``overwrite``
+#: deletes a run only when it holds nothing else, so a user's own files in it are never lost.
+RUN_ENTRIES = frozenset(
+    {
+        "config.json", "config.yaml", "screen_summary.json", "metrics.csv", "checkpoints", "model", "plots",
+        "eval.json", "eval.md", "scores.csv", "scores.parquet", "programs.csv", "enrichment.csv", "caveats.json",
+        "report.html", "runs", "lightning_logs",
+    }
+)  # fmt: skip
+
+
+def _json_dict(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` holds a run perturbscore wrote (not merely files with run-like names).
+
+    A training run has a ``config.json`` with ``train`` and ``model`` sections; an evaluation
+    (``reproduce``) has an ``eval.json`` with ``models`` or training runs under ``runs/``.
+    """
+    path = Path(path)
+    config = _json_dict(path / "config.json")
+    if config is not None and {"train", "model"} <= set(config):
+        return True
+    evaluation = _json_dict(path / "eval.json")
+    if evaluation is not None and "models" in evaluation:
+        return True
+    runs = path / "runs"
+    return runs.is_dir() and any(is_run_dir(r) for r in runs.iterdir() if r.is_dir())
+
+
+def _foreign_entries(path: Path) -> list[str]:
+    """Entries of run directory ``path`` that perturbscore does not write (atomic-write temp files excepted)."""
+    return sorted(
+        p.name
+        for p in path.iterdir()
+        if p.name not in RUN_ENTRIES and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+    )
+
 
 def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
     """Create ``path`` for a new run; refuse an existing run unless ``overwrite`` (replace) or ``resume``.
 
-    With ``overwrite``, only a directory that looks like a run (or is empty) is removed: a user's other
-    folder is never deleted.
+    With ``overwrite``, only a directory perturbscore wrote (see :func:`is_run_dir`) that holds nothing
+    but run outputs is removed: a user's other folder, or their files inside a run, are never deleted.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunError(f"{path} exists and is a file; choose another --out")
     if path.exists() and any(path.iterdir()):
-        is_run = any((path / m).exists() for m in RUN_MARKERS)
-        if resume and is_run:
+        if not is_run_dir(path):
+            action = "delete it with --overwrite" if overwrite else "write a run into it"
+            raise RunError(
+                f"{path} is not empty and is not a perturbscore run; refusing to {action}. "
+                "Choose another --out (a new or empty directory)."
+            )
+        if resume:
             return path
         if not overwrite:
             raise RunError(
                 f"{path} already holds a run; pass --overwrite to replace it, --resume to continue it, "
                 "or choose another --out"
             )
-        if not is_run:
+        foreign = _foreign_entries(path)
+        if foreign or path.is_symlink():
+            what = ", ".join(repr(f) for f in foreign[:10]) if foreign else "a symbolic link"
             raise RunError(
-                f"{path} is not empty and is not a perturbscore run; refusing to delete it with "
-                "--overwrite. Choose another --out"
+                f"{path} holds a run but also {what} that perturbscore did not write; --overwrite would delete "
+                "them. Move them out of the run directory, or choose another --out."
             )
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)

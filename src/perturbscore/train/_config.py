@@ -39,6 +39,13 @@ class TrainConfig:
         Weight of the auxiliary per-cell state cross-entropy on f (0 in the seed).
     prop_weight
         Weight of the decoded-mix loss ``TV(q_hat(s), q(P))`` (structured head only).
+    cell_mix_weight
+        Weight of the per-cell mix loss ``TV(softmax(A f(x)), q(P))`` (0 in the seed).
+    rec_reference_k
+        T chases the statistic of a separate ``rec_reference_k``-cell sample (no gradient) instead of the
+        step's small, noisy one (``"stopgrad"`` mode only; 0 = the step's sample).
+    rec_weight_decay
+        AdamW weight decay of T's parameters (few genes train T: regularise it harder).
     replace_small
         Sample with replacement from perturbations with fewer than ``k`` cells.
     front_end_cells
@@ -78,6 +85,9 @@ class TrainConfig:
     seq_weight: float = 1.0
     state_weight: float = 0.5
     prop_weight: float = 1.0
+    cell_mix_weight: float = 0.5
+    rec_weight_decay: float = 1e-2
+    rec_reference_k: int = 64
     replace_small: bool = True
     front_end_cells: int = 20000
     n_train: int = 50
@@ -135,8 +145,11 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "n_stat": 5,
         "state_classifier": False,
         "recognizer_pooling": "conv",
+        "cell_mix_head": False,
+        "fuse_prior": False,
     }
-    seed_train = {"rec_mode": "seed", "seq_weight": 0.0, "state_weight": 0.0, "prop_weight": 0.0}
+    seed_train = {"rec_mode": "seed", "seq_weight": 0.0, "state_weight": 0.0, "prop_weight": 0.0, "cell_mix_weight": 0.0}
+    seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0}
     seed_train |= {"k_distribution": "uniform", "lr_schedule": "constant", "lr": 1e-3, "targets_per_perturbation": 1}
     if name == "seed-baseline":
         cfg = TrainConfig(preset=name, use_recognizer=False, k_min=60, k_max=60, rec_weight=0.0, **seed_train)
@@ -148,7 +161,8 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         cfg, model = TrainConfig(preset=name), {}
     else:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    model_keys = {"front_end", "head", "n_stat", "n_programs", "state_classifier", "recognizer_pooling"}
+    model_keys = {"front_end", "head", "n_stat", "n_programs", "state_classifier", "recognizer_pooling",
+                  "cell_mix_head", "fuse_prior", "prior_strength", "recognizer_dropout", "n_components", "n_top_genes"}
     model |= {k: v for k, v in overrides.items() if k in model_keys and v is not None}
     train_over = {k: v for k, v in overrides.items() if k not in model_keys and v is not None}
     return replace(cfg, **train_over), model

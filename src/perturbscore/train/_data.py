@@ -107,6 +107,7 @@ def make_sampler(
         replace_small=config.replace_small,
         features=feats,
         has_features=has,
+        reference_k=config.rec_reference_k if (features and config.rec_mode != "seed") else 0,
     )
 
 

@@ -18,12 +18,17 @@ def prediction_loss(pred: torch.Tensor, true: torch.Tensor, kind: str) -> torch.
 
 
 def recognition_loss(recognized: torch.Tensor, stat: torch.Tensor, mode: str) -> torch.Tensor:
-    """``||T(g) - s_hat||^2``; ``"stopgrad"`` detaches ``s_hat`` and divides by its variance across perturbations."""
+    """``||T(g) - s_hat||^2`` (``"seed"``); otherwise variance-normalised, with ``s_hat`` detached.
+
+    Dividing by the statistic's variance across perturbations (per dimension) makes the loss scale-free,
+    so shrinking the statistic towards a constant is never a cheap way to lower it.
+    """
     if mode == "seed":
         return ((recognized - stat) ** 2).sum(-1).mean()
     target = stat.detach()
     var = target.var(dim=0, unbiased=False).clamp_min(1e-4) if target.shape[0] > 1 else torch.ones_like(target[0])
     return (((recognized - target) ** 2) / var).mean()
+
 
 
 def recognition_r2(recognized: torch.Tensor, stat: torch.Tensor) -> torch.Tensor:

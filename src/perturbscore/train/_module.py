@@ -40,22 +40,34 @@ class StatisticModule(L.LightningModule):
         net, cfg = self.net, self.cfg
         programs = net.programs(ep.inputs)  # (N, m1)
         stat = net.statistic(programs, ep.segments, ep.n_sets)  # (P, m2)
-        pred = net.distance(stat, ep.targets, log_k(ep.k))  # (P, T)
+        has = ep.has_features if (self.use_rec and ep.features is not None) else None
+        rec = net.recognize(ep.features[has]) if has is not None and bool(has.any()) else None  # (P', m2)
+        used = stat
+        if rec is not None and net.fuses_prior:
+            used = stat.clone()
+            used[has] = net.fuse(stat[has], rec, ep.k[has])
+        pred = net.distance(used, ep.targets, log_k(ep.k))  # (P, T)
         pred_loss = prediction_loss(pred, ep.distances, cfg.loss)
         terms = {"pred_loss": pred_loss, "pred_mae": (pred - ep.distances).abs().mean().detach()}
         total = pred_loss
         if cfg.state_weight > 0 and net.state_classifier is not None:
             terms["state_loss"] = F.cross_entropy(net.state_classifier(programs), ep.cell_states)
             total = total + cfg.state_weight * terms["state_loss"]
-        q_hat = net.proportions(stat)
+        if cfg.cell_mix_weight > 0 and net.cell_mix is not None:
+            cell_q = torch.softmax(net.cell_mix(programs), dim=-1)  # (N, C)
+            terms["cell_mix_loss"] = 0.5 * (cell_q - ep.proportions[ep.segments]).abs().sum(-1).mean()
+            total = total + cfg.cell_mix_weight * terms["cell_mix_loss"]
+        q_hat = net.proportions(used)
         if q_hat is not None and cfg.prop_weight > 0:
             terms["prop_loss"] = 0.5 * (q_hat - ep.proportions).abs().sum(-1).mean()
             total = total + cfg.prop_weight * terms["prop_loss"]
-        if self.use_rec and ep.features is not None and bool(ep.has_features.any()):
-            has = ep.has_features  # (P,)
-            rec = net.recognize(ep.features[has])  # (P', m2)
-            terms["rec_loss"] = recognition_loss(rec, stat[has], cfg.rec_mode)
-            terms["rec_r2"] = recognition_r2(rec.detach(), stat[has].detach())
+        if rec is not None:
+            target = stat
+            if ep.ref_inputs is not None:
+                with torch.no_grad():
+                    target = net.statistic(net.programs(ep.ref_inputs), ep.ref_segments, ep.n_sets)
+            terms["rec_loss"] = recognition_loss(rec, target[has], cfg.rec_mode)
+            terms["rec_r2"] = recognition_r2(rec.detach(), target[has].detach())
             total = total + cfg.rec_weight * terms["rec_loss"]
             seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
             terms["seq_mae"] = (seq_pred - ep.distances[has]).abs().mean().detach()
@@ -80,7 +92,12 @@ class StatisticModule(L.LightningModule):
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
         """AdamW with optional warm-up + cosine decay."""
         cfg = self.cfg
-        opt = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+        rec_params = set(self.net.recognizer.parameters()) if self.net.recognizer is not None else set()
+        groups = [
+            {"params": [p for p in self.net.parameters() if p not in rec_params], "weight_decay": cfg.weight_decay},
+            {"params": list(rec_params), "weight_decay": cfg.rec_weight_decay},
+        ]
+        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, foreach=True)
         if cfg.lr_schedule == "constant":
             return opt
 

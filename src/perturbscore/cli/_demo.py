@@ -1,0 +1,82 @@
+"""``perturbscore demo``: the whole pipeline on the embedded simulated screen, ending in one report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .._utils import write_json_atomic, write_text_atomic
+from ._app import app
+from ._common import OverwriteOpt, ProgressOpt, console
+
+
+@app.command("demo")
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory for the demo."),
+    genes: int = typer.Option(2000, "--genes", help="Genes of the simulated screen."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the simulated screen and of training."),
+    max_steps: int = typer.Option(1500, "--max-steps", help="Training steps."),
+    overwrite: bool = OverwriteOpt,
+    progress: bool = ProgressOpt,
+) -> None:
+    """Simulate a challenge-like screen, train, evaluate, score, interpret and write report.html."""
+    from ..datasets import simulate_screen
+    from ..io import read_screen
+    from ..report import build_report
+    from ..tl import fit
+    from ..tl._evaltable import render_eval_markdown
+    from ..tl._evaluate import evaluate
+    from ..tl._rundir import prepare_run_dir
+
+    run = prepare_run_dir(out, overwrite=overwrite)
+    with console.status(f"simulating a challenge-sized screen ({genes} genes)"):
+        sim = simulate_screen(n_genes=genes, seed=seed)
+        paths = sim.write(run / "data", overwrite=True)
+    console.print(f"[bold]1/6[/] simulated screen: {paths['screen']} ({sim.adata.n_obs} cells x {sim.adata.n_vars} genes)")
+    screen = read_screen(paths["screen"], features=paths["features"])
+    console.print("[bold]2/6[/] training the learned statistic (f, G, H, T)")
+    model = fit(screen, out=run, resume=True, seed=seed, max_steps=max_steps, progress=progress)
+    console.print("[bold]3/6[/] evaluating against the baselines")
+    results = evaluate(model, screen, progress=progress)
+    write_json_atomic(run / "eval.json", results)
+    write_text_atomic(run / "eval.md", render_eval_markdown(results))
+    console.print("[bold]4/6[/] scoring observed and unseen knockouts")
+    _score(model, screen, run)
+    console.print("[bold]5/6[/] interpreting the programs")
+    programs = _programs(model, screen, paths.get("modules"), run)
+    console.print("[bold]6/6[/] plots and report")
+    from ..pl._save import save_run_plots
+
+    save_run_plots(run, programs=programs, eval_results=results)
+    _caveats(run, results)
+    report = build_report(run, title="perturbscore demo: simulated challenge screen")
+    console.print(f"[green]done[/]. Report: [bold]{report}[/]  (run directory {run})")
+
+
+def _score(model, screen, run: Path) -> None:  # noqa: ANN001
+    from .._utils import atomic_path
+    from ..io import TARGET_PRESETS, parse_constraint, resolve_targets
+    from ..tl._score import score_perturbations
+
+    targets = resolve_targets(["progenitor", "control"], model.states)
+    constraints = [parse_constraint(c, model.states) for c in TARGET_PRESETS["progenitor"].constraints]
+    df = score_perturbations(model, screen, targets=targets, constraints=constraints, progress=False)
+    with atomic_path(run / "scores.csv") as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def _programs(model, screen, gmt: Path | None, run: Path):  # noqa: ANN001, ANN202
+    from ..tl._enrichment import read_gmt
+    from ..tl._interpret import interpret_programs
+
+    sets = read_gmt(gmt) if gmt else None
+    result = interpret_programs(model, screen, gene_sets=sets)
+    result.write(run)
+    return result
+
+
+def _caveats(run: Path, results: dict) -> None:
+    from ._report import derive_caveats
+
+    write_json_atomic(run / "caveats.json", derive_caveats(results))

@@ -1,0 +1,143 @@
+"""``perturbscore evaluate`` and ``perturbscore reproduce``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .._utils import write_json_atomic, write_text_atomic
+from ._app import app
+from ._common import (
+    ControlOpt, FeaturesOpt, LayerOpt, OverwriteOpt, PertKeyOpt, ProgressOpt, StateKeyOpt, console, load_screen,
+)  # fmt: skip
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    from .._errors import InputError
+
+    try:
+        ks = tuple(int(x) for x in text.split(","))
+    except ValueError as err:
+        raise InputError(f"--ks {text!r}: give comma-separated integers, e.g. 2,5,10,25,60") from err
+    if not ks or min(ks) < 1:
+        raise InputError(f"--ks {text!r}: every k must be >= 1")
+    return ks
+
+
+@app.command("evaluate")
+def evaluate(
+    run: Path = typer.Argument(..., help="Run directory made by `perturbscore train`."),
+    screen: Path = typer.Option(..., "--screen", help="The screen the run was trained on (.h5ad)."),
+    features: Path | None = FeaturesOpt,
+    ks: str = typer.Option("2,5,10,25,60", "--ks", help="Cells per sample to evaluate."),
+    resamples: int = typer.Option(30, "--resamples", help="Resamples of cells and targets."),
+    overwrite: bool = OverwriteOpt,
+    progress: bool = ProgressOpt,
+    perturbation_key: str = PertKeyOpt,
+    state_key: str = StateKeyOpt,
+    control: str = ControlOpt,
+    layer: str | None = LayerOpt,
+) -> None:
+    """Evaluate a trained model against the honest baselines on its held-out knockouts."""
+    from .._errors import RunError
+    from ..tl import PerturbScoreModel
+    from ..tl._evaltable import render_eval_markdown
+    from ..tl._evaluate import evaluate as run_eval
+
+    if (run / "eval.json").exists() and not overwrite:
+        raise RunError(f"{run / 'eval.json'} exists; pass --overwrite to replace it")
+    model = PerturbScoreModel.load(run)
+    data = load_screen(
+        screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
+        layer=layer, states=model.states,
+    )  # fmt: skip
+    results = run_eval(model, data, ks=_ks(ks), n_resamples=resamples, progress=progress)
+    write_json_atomic(run / "eval.json", results)
+    write_text_atomic(run / "eval.md", render_eval_markdown(results))
+    _plots(run, results)
+    console.print(f"[green]evaluation[/] in [bold]{run / 'eval.md'}[/] (and eval.json, plots/)")
+
+
+@app.command("reproduce")
+def reproduce(
+    screen: Path | None = typer.Argument(None, help="Screen .h5ad; default: the embedded simulated screen."),
+    features: Path | None = FeaturesOpt,
+    out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory."),
+    seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds."),
+    folds: int = typer.Option(0, "--folds", help="0: the seed's 50/10 split; else k-fold over knockouts."),
+    models: str = typer.Option("seed_baseline,full,perturbscore", "--models", help="Models to train."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Training steps for every model."),
+    ks: str = typer.Option("2,5,10,25,60", "--ks", help="Cells per sample to evaluate."),
+    resamples: int = typer.Option(30, "--resamples", help="Resamples of cells and targets."),
+    sim_genes: int = typer.Option(2000, "--sim-genes", help="Genes of the simulated screen (no SCREEN given)."),
+    sim_seed: int = typer.Option(0, "--sim-seed", help="Seed of the simulated screen (no SCREEN given)."),
+    overwrite: bool = OverwriteOpt,
+    progress: bool = ProgressOpt,
+    perturbation_key: str = PertKeyOpt,
+    state_key: str = StateKeyOpt,
+    control: str = ControlOpt,
+    layer: str | None = LayerOpt,
+) -> None:
+    """Reproduce the seed's Section 3 (baseline model at 60 cells vs full model at ~10) with every baseline."""
+    from ..tl._reproduce import MODELS
+    from ..tl._reproduce import reproduce as run_reproduce
+
+    keys = tuple(m.strip() for m in models.split(","))
+    bad = [m for m in keys if m not in MODELS]
+    if bad:
+        from .._errors import InputError
+
+        raise InputError(f"--models: unknown {', '.join(bad)}; choose from {', '.join(MODELS)}")
+    data = _screen_or_simulated(screen, features, sim_genes, sim_seed, perturbation_key, state_key, control, layer)
+    over = {m: {"max_steps": max_steps} for m in keys} if max_steps else None
+    results = run_reproduce(
+        data, out=out, seeds=_ks(seeds.replace(" ", "")) if seeds else (0,), models=keys, folds=folds, ks=_ks(ks),
+        n_resamples=resamples, overwrite=overwrite, progress=progress, train_overrides=over,
+    )  # fmt: skip
+    _figure1(out, keys)
+    _plots(out, results)
+    console.print((out / "eval.md").read_text())
+    console.print(f"[green]reproduced[/]: [bold]{out / 'eval.md'}[/], {out / 'eval.json'}, {out / 'plots'}")
+
+
+def _screen_or_simulated(screen, features, genes, seed, pkey, skey, control, layer):  # noqa: ANN001, ANN202
+    if screen is not None:
+        return load_screen(screen, features=features, perturbation_key=pkey, state_key=skey, control=control,
+                           layer=layer)
+    from ..datasets import simulate_screen
+    from ..io import read_screen
+
+    with console.status(f"simulating the default screen ({genes} genes, seed {seed})"):
+        sim = simulate_screen(n_genes=genes, seed=seed)
+    return read_screen(sim.adata, features=sim.features)
+
+
+def _figure1(out: Path, keys: tuple[str, ...]) -> None:
+    """The seed's Figure 1 from the first seed's runs, when both seed models were trained."""
+    import pandas as pd
+
+    from ..pl import figure1
+
+    runs = sorted((out / "runs").glob("seed_baseline-seed*")), sorted((out / "runs").glob("full-seed*"))
+    if not runs[0] or not runs[1]:
+        return
+    fig = figure1(pd.read_csv(runs[0][0] / "metrics.csv"), pd.read_csv(runs[1][0] / "metrics.csv"))
+    _save(fig, out / "plots" / "figure1.png")
+
+
+def _plots(out: Path, results: dict) -> None:
+    from ..pl import plot_mae_vs_k, plot_pred_vs_true
+
+    _save(plot_mae_vs_k(results), out / "plots" / "mae_vs_k.png")
+    if results.get("scatter"):
+        sc = results["scatter"]
+        _save(plot_pred_vs_true(sc["pred"], sc["true"]), out / "plots" / "pred_vs_true.png")
+
+
+def _save(fig, path: Path) -> None:  # noqa: ANN001
+    from .._utils import atomic_path
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")

@@ -1,0 +1,60 @@
+"""``perturbscore train``: fit the learned statistic on a screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ._app import app
+from ._common import (
+    AllowMissingOpt, BackedOpt, ControlOpt, FeaturesOpt, LayerOpt, MinCellsOpt, OverwriteOpt, PertKeyOpt,
+    ProgressOpt, ScreenArg, SmallOpt, StateKeyOpt, console, load_screen,
+)  # fmt: skip
+
+
+@app.command("train")
+def train(
+    screen: Path = ScreenArg,
+    features: Path | None = FeaturesOpt,
+    out: Path = typer.Option(Path("runs/train"), "--out", help="Run directory."),
+    preset: str = typer.Option("default", "--preset", help="default, seed-baseline (no T, 60 cells) or seed-full."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Training steps."),
+    k_min: int | None = typer.Option(None, "--k-min", help="Fewest cells per perturbation per step."),
+    k_max: int | None = typer.Option(None, "--k-max", help="Most cells per perturbation per step."),
+    lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
+    rec_weight: float | None = typer.Option(None, "--rec-weight", help="lambda, weight of the recognition loss."),
+    loss: str | None = typer.Option(None, "--loss", help="Prediction loss: l1, mse or huber."),
+    n_train: int | None = typer.Option(None, "--n-train", help="Knockouts to train on (default 50)."),
+    n_val: int | None = typer.Option(None, "--n-val", help="Knockouts to validate on (default 10)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed."),
+    threads: int | None = typer.Option(None, "--threads", help="CPU threads for PyTorch (0: PyTorch's default)."),
+    accelerator: str | None = typer.Option(None, "--accelerator", help="Lightning accelerator: cpu, gpu, auto."),
+    devices: str | None = typer.Option(None, "--devices", help="Lightning devices (e.g. 1, 4, auto)."),
+    strategy: str | None = typer.Option(None, "--strategy", help="Lightning strategy (e.g. ddp)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
+    overwrite: bool = OverwriteOpt,
+    progress: bool = ProgressOpt,
+    perturbation_key: str = PertKeyOpt,
+    state_key: str = StateKeyOpt,
+    control: str = ControlOpt,
+    layer: str | None = LayerOpt,
+    backed: bool = BackedOpt,
+    min_cells: int = MinCellsOpt,
+    small: str = SmallOpt,
+    allow_missing_features: bool = AllowMissingOpt,
+) -> None:
+    """Train the statistic s(P) = G(mean f(x)), its distance head H and recognizer T on SCREEN."""
+    from ..tl import fit
+
+    data = load_screen(
+        screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
+        layer=layer, backed=backed, min_cells=min_cells, small=small, allow_missing_features=allow_missing_features,
+    )  # fmt: skip
+    dev = None if devices is None else (int(devices) if devices.isdigit() else devices)
+    fit(
+        data, preset_name=preset, out=out, overwrite=overwrite, resume=resume, progress=progress,
+        max_steps=max_steps, k_min=k_min, k_max=k_max, lr=lr, rec_weight=rec_weight, loss=loss, n_train=n_train,
+        n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
+    )  # fmt: skip
+    console.print(f"[green]trained[/] model in [bold]{out / 'model'}[/]; metrics in {out / 'metrics.csv'}")

@@ -1,0 +1,78 @@
+"""Writing a synthetic screen's files atomically: h5ad, features npz, FASTA, GMT, truth CSV."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._errors import RunError
+from .._utils import atomic_path, write_text_atomic
+
+if TYPE_CHECKING:
+    from ._simulate import SyntheticScreen
+
+logger = logging.getLogger(__name__)
+
+FILES = {
+    "screen": "screen.h5ad",
+    "features": "features.npz",
+    "sequences": "sequences.fa",
+    "modules": "modules.gmt",
+    "truth": "truth.csv",
+}
+
+
+def write_screen(screen: SyntheticScreen, directory: Path, *, overwrite: bool) -> dict[str, Path]:
+    """Write every file of ``screen`` under ``directory``; refuse to replace files unless ``overwrite``."""
+    if directory.exists() and not directory.is_dir():
+        raise RunError(f"{directory} exists and is not a directory; choose another --out")
+    paths = {key: directory / name for key, name in FILES.items() if key != "sequences" or screen.sequences}
+    if not overwrite:
+        for path in paths.values():
+            if path.exists():
+                raise RunError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another --out")
+    directory.mkdir(parents=True, exist_ok=True)
+    with atomic_path(paths["screen"]) as tmp:
+        screen.adata.write_h5ad(tmp)
+    write_features_npz(screen.features.genes, screen.features.values, paths["features"])
+    if screen.sequences:
+        write_fasta(screen.sequences, paths["sequences"])
+    write_gmt(screen.modules, paths["modules"])
+    with atomic_path(paths["truth"]) as tmp:
+        screen.truth.to_csv(tmp)
+    logger.info("wrote synthetic screen to %s", directory)
+    return paths
+
+
+def write_features_npz(genes: np.ndarray, values: np.ndarray, path: str | Path) -> Path:
+    """Write ``values[i]`` (``(windows, dim)`` float32) under key ``genes[i]`` with :func:`numpy.savez`."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{str(g): np.asarray(v, dtype=np.float32) for g, v in zip(genes, values, strict=True)})
+    return Path(path)
+
+
+def write_fasta(sequences: Mapping[str, str], path: str | Path, *, width: int = 80) -> Path:
+    """Write one FASTA record per gene, ``width`` bases a line."""
+    lines: list[str] = []
+    for gene, seq in sequences.items():
+        lines.append(f">{gene}")
+        lines.extend(seq[i : i + width] for i in range(0, len(seq), width))
+    return write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def write_gmt(modules: Mapping[str, list[str]], path: str | Path) -> Path:
+    """Write gene sets as GMT: ``name<TAB>description<TAB>gene<TAB>gene...`` per line."""
+    lines = [f"{name}\t{_describe(name)}\t" + "\t".join(genes) for name, genes in modules.items()]
+    return write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def _describe(name: str) -> str:
+    if name.startswith("state_"):
+        return f"synthetic markers of the {name.removeprefix('state_').replace('_', ' ')} state"
+    if name.startswith("program_"):
+        return f"synthetic effect program {name.removeprefix('program_')}"
+    return "synthetic gene set"

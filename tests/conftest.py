@@ -1,0 +1,19 @@
+"""Shared, session-scoped, seeded synthetic screens for every test area."""
+
+from __future__ import annotations
+
+import pytest
+
+from perturbscore.datasets import SyntheticScreen, simulate_screen, synthetic_perturb_seq
+
+
+@pytest.fixture(scope="session")
+def small_screen() -> SyntheticScreen:
+    """~1,500 cells x 200 genes, 8 knockouts (``Prdm1`` planted: high progenitor share) + 4 unseen genes."""
+    return synthetic_perturb_seq(seed=0)
+
+
+@pytest.fixture(scope="session")
+def medium_screen() -> SyntheticScreen:
+    """6,000 cells x 400 genes, 24 knockouts, features (200, 32), seed 1."""
+    return simulate_screen(n_genes=400, n_knockouts=24, n_cells=6_000, feature_dim=32, seed=1)

@@ -1,0 +1,78 @@
+"""Episodic sampler: k distribution and schedule, targets on the simplex, only sampled rows gathered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from perturbscore.data import EpisodeSampler, KSchedule, draw_rows, sample_targets, tv
+
+
+def test_kschedule_uniform_range_and_shrinking_upper() -> None:
+    sched = KSchedule(k_min=2, k_max=10, start_max=50, shrink_steps=1000)
+    rng = np.random.default_rng(0)
+    assert sched.upper(0) == 50 and sched.upper(500) == 30 and sched.upper(5000) == 10
+    early, late = sched.draw(5000, 0, rng), sched.draw(5000, 2000, rng)
+    assert early.min() >= 2 and early.max() <= 50 and late.max() <= 10
+    assert early.mean() > late.mean()  # the mean shrinks over training
+    assert abs(late.mean() - 6) < 0.2  # U{2..10}
+
+
+def test_kschedule_loguniform_favours_small_k() -> None:
+    k = KSchedule(k_min=2, k_max=64, distribution="loguniform").draw(20000, 0, np.random.default_rng(0))
+    assert k.min() == 2 and k.max() == 64
+    assert np.median(k) < 20
+
+
+def test_kschedule_rejects_bad_bounds() -> None:
+    with pytest.raises(ValueError, match="k_min"):
+        KSchedule(k_min=5, k_max=2)
+
+
+def test_targets_on_simplex_and_near_pool() -> None:
+    pool = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
+    q = sample_targets(pool, 1000, alpha=0.05, rng=np.random.default_rng(0))
+    np.testing.assert_allclose(q.sum(1), 1)
+    assert (q >= 0).all()
+    assert tv(q[:, None, :], pool[None]).min(1).max() < 0.1  # each target is near an observed mix
+    exact = sample_targets(pool, 10, alpha=0.0, rng=np.random.default_rng(0))
+    assert all(any(np.allclose(e, p) for p in pool) for e in exact)
+
+
+def test_draw_rows_without_replacement_and_small_perturbations() -> None:
+    index = [np.arange(0, 100), np.arange(100, 103)]
+    rows, used = draw_rows(index, np.array([10, 10]), np.random.default_rng(0))
+    assert used.tolist() == [10, 10]
+    assert len(set(rows[:10])) == 10 and set(rows[10:]) <= {100, 101, 102}
+    rows, used = draw_rows(index, np.array([10, 10]), np.random.default_rng(0), replace_small=False)
+    assert used.tolist() == [10, 3]
+
+
+class _CountingTake:
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self.matrix, self.rows = matrix, 0
+
+    def __call__(self, rows: np.ndarray) -> sp.csr_matrix:
+        self.rows += len(rows)
+        return self.matrix[rows]
+
+
+def test_episode_shapes_distances_and_gathers_only_sampled_rows() -> None:
+    rng = np.random.default_rng(0)
+    n_cells = 500
+    states = rng.integers(0, 3, n_cells)
+    index = [np.arange(i * 100, (i + 1) * 100) for i in range(5)]
+    props = np.stack([np.bincount(states[ix], minlength=3) / 100 for ix in index])
+    take = _CountingTake(sp.random(n_cells, 30, density=0.1, format="csr", random_state=0))
+    sampler = EpisodeSampler(
+        take, cell_index=index, state_codes=states, proportions=props, perturbation_ids=np.arange(5),
+        target_pool=props, schedule=KSchedule(2, 10), targets_per_perturbation=3,
+    )  # fmt: skip
+    ep = sampler.sample(0, rng)
+    n = int(ep.k.sum())
+    assert take.rows == n and ep.inputs.shape == (n, 30)
+    assert ep.targets.shape == (5, 3, 3) and ep.distances.shape == (5, 3)
+    np.testing.assert_allclose(ep.distances.numpy(), tv(props[:, None, :], ep.targets.numpy()), atol=1e-6)
+    assert ep.segments.bincount().tolist() == ep.k.tolist()
+    assert ((ep.k >= 2) & (ep.k <= 10)).all()

@@ -1,0 +1,106 @@
+"""Properties of the pure-torch modules: shapes, permutation invariance, masking, output range."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from perturbscore.nn import (
+    DistanceHead,
+    ModelConfig,
+    PerturbationStatistic,
+    ProgramMixer,
+    SequenceRecognizer,
+    StructuredDistanceHead,
+    masked_mean,
+    segment_mean,
+    sparse_matmul,
+)
+
+
+@pytest.fixture
+def cells() -> sp.csr_matrix:
+    return sp.random(60, 120, density=0.1, format="csr", dtype=np.float32, random_state=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("front_end", ["genes", "standardize", "pca"])
+def test_statistic_is_permutation_invariant(cells: sp.csr_matrix, front_end: str) -> None:
+    torch.manual_seed(0)
+    net = PerturbationStatistic(ModelConfig(n_genes=120, n_states=5, front_end=front_end, n_components=16))
+    net.front.fit(cells)
+    seg = torch.arange(60) // 20  # three sets of 20 cells
+    s1 = net.statistic(net.programs(net.front.transform(cells)), seg, 3)
+    perm = np.random.default_rng(1).permutation(60)
+    s2 = net.statistic(net.programs(net.front.transform(cells[perm])), seg[perm], 3)
+    assert s1.shape == (3, 10)
+    torch.testing.assert_close(s1, s2, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_mean_ignores_padding() -> None:
+    values = torch.randn(2, 4, 3)
+    mask = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    padded = values.clone()
+    padded[0, 2:] = 1e6  # garbage in the padded slots must not leak
+    out = masked_mean(padded, mask)
+    torch.testing.assert_close(out[0], values[0, :2].mean(0))
+    torch.testing.assert_close(out[1], values[1].mean(0))
+
+
+def test_segment_mean_matches_masked_mean_for_ragged_sets() -> None:
+    values = torch.randn(7, 3)
+    seg = torch.tensor([0, 0, 0, 1, 1, 2, 2])
+    out = segment_mean(values, seg, 3)
+    torch.testing.assert_close(out[0], values[:3].mean(0))
+    torch.testing.assert_close(out[1], values[3:5].mean(0))
+
+
+def test_sparse_matmul_gradient_matches_dense(cells: sp.csr_matrix) -> None:
+    w1 = torch.randn(4, 120, requires_grad=True)
+    w2 = w1.detach().clone().requires_grad_(True)
+    sparse_matmul(cells, w1).pow(2).sum().backward()
+    (torch.from_numpy(cells.toarray()) @ w2.T).pow(2).sum().backward()
+    torch.testing.assert_close(w1.grad, w2.grad, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("head_cls", [DistanceHead, StructuredDistanceHead])
+def test_heads_output_in_unit_interval(head_cls: type) -> None:
+    torch.manual_seed(0)
+    head = head_cls(6, 5)
+    stat = torch.randn(8, 6) * 50  # extreme inputs
+    targets = torch.distributions.Dirichlet(torch.ones(5)).sample((8, 3))
+    out = head(stat, targets, torch.rand(8) * 4)
+    assert out.shape == (8, 3)
+    assert torch.all(out >= 0) and torch.all(out <= 1)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention", "conv"])
+def test_recognizer_shapes(pooling: str) -> None:
+    rec = SequenceRecognizer(16, 10, pooling=pooling, hidden=32)
+    assert rec(torch.randn(3, 200, 16)).shape == (3, 10)
+
+
+def test_mixer_depends_on_program_identity() -> None:
+    torch.manual_seed(0)
+    mixer = ProgramMixer(4, 3)
+    x = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    y = torch.tensor([[0.0, 1.0, 0.0, 0.0]])  # same values, other program
+    assert not torch.allclose(mixer(x), mixer(y))
+
+
+def test_fusion_moves_from_prior_to_cells() -> None:
+    net = PerturbationStatistic(ModelConfig(n_genes=10, n_states=3, n_features=4, front_end="genes"))
+    stat, prior = torch.zeros(2, 10), torch.ones(2, 10)
+    few = net.fuse(stat, prior, torch.tensor([1, 1]))
+    many = net.fuse(stat, prior, torch.tensor([10_000, 10_000]))
+    none = net.fuse(stat, prior, torch.tensor([0, 0]))
+    torch.testing.assert_close(none, prior)
+    assert float(many.abs().max()) < 1e-2 < float(few.min())
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="front_end"):
+        ModelConfig(n_genes=10, n_states=3, front_end="nope")
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig(n_genes=10, n_states=3, d_model=30, n_heads=4)

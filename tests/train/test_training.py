@@ -1,0 +1,87 @@
+"""Training: determinism, the loss falls, metrics.csv, presets, save/load round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from perturbscore.io import read_screen
+from perturbscore.tl import PerturbScoreModel, fit
+from perturbscore.train import TrainConfig, preset
+
+FAST = {"max_steps": 80, "steps_per_epoch": 20, "progress": False, "n_train": 6, "n_val": 2}
+
+
+@pytest.fixture(scope="module")
+def screen(small_screen):  # noqa: ANN001, ANN201
+    return read_screen(small_screen.adata, features=small_screen.features)
+
+
+@pytest.fixture(scope="module")
+def trained(screen, tmp_path_factory):  # noqa: ANN001, ANN201
+    out = tmp_path_factory.mktemp("runs") / "a"
+    return fit(screen, out=out, seed=3, **FAST), out
+
+
+def test_run_directory_and_metrics(trained) -> None:  # noqa: ANN001
+    model, out = trained
+    for name in ("config.json", "config.yaml", "metrics.csv", "model/model.safetensors", "model/model.json"):
+        assert (out / name).exists(), name
+    m = pd.read_csv(out / "metrics.csv")
+    assert len(m) == 4  # 80 steps / 20 per epoch
+    for col in ("train_pred_loss", "val_pred_loss", "train_rec_loss", "val_rec_loss", "val_rec_r2"):
+        assert col in m.columns and m[col].notna().all(), col
+
+
+def test_loss_falls(screen, tmp_path) -> None:  # noqa: ANN001
+    fit(screen, out=tmp_path / "r", seed=0, **(FAST | {"max_steps": 200, "steps_per_epoch": 50}))
+    m = pd.read_csv(tmp_path / "r" / "metrics.csv")
+    assert m["train_pred_loss"].iloc[-1] < 0.8 * m["train_pred_loss"].iloc[0]
+
+
+def test_training_is_deterministic_for_a_seed(screen, trained, tmp_path) -> None:  # noqa: ANN001
+    model, out = trained
+    again = fit(screen, out=tmp_path / "b", seed=3, **FAST)
+    a, b = pd.read_csv(out / "metrics.csv"), pd.read_csv(tmp_path / "b" / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+    cells = screen.rows.take(screen.cell_index[0])
+    np.testing.assert_array_equal(model.statistic(cells), again.statistic(cells))
+
+
+def test_save_load_round_trip_gives_identical_outputs(screen, trained, tmp_path) -> None:  # noqa: ANN001
+    model, _ = trained
+    model.save(tmp_path / "m")
+    loaded = PerturbScoreModel.load(tmp_path / "m")
+    cells = screen.rows.take(screen.cell_index[1])
+    s1, s2 = model.statistic(cells), loaded.statistic(cells)
+    np.testing.assert_array_equal(s1, s2)
+    q = np.full(len(model.states), 1 / len(model.states))
+    np.testing.assert_array_equal(model.predict_distance(s1, q, n_cells=5), loaded.predict_distance(s2, q, n_cells=5))
+    feats = screen.feature_block(screen.knockouts[:2])
+    np.testing.assert_array_equal(model.statistic_from_sequence(feats), loaded.statistic_from_sequence(feats))
+    assert loaded.states == model.states and list(loaded.gene_names) == list(model.gene_names)
+
+
+def test_seed_baseline_is_one_flag(screen, tmp_path) -> None:  # noqa: ANN001
+    cfg, model_over = preset("seed-baseline")
+    assert not cfg.use_recognizer and cfg.k_min == cfg.k_max == 60 and model_over["head"] == "attention"
+    model = fit(screen, out=tmp_path / "s", preset_name="seed-baseline", **(FAST | {"max_steps": 20}))
+    assert not model.has_recognizer
+
+
+def test_existing_run_is_not_overwritten(screen, trained) -> None:  # noqa: ANN001
+    from perturbscore._errors import RunError
+
+    _, out = trained
+    before = (out / "model" / "model.safetensors").read_bytes()
+    with pytest.raises(RunError, match="--overwrite"):
+        fit(screen, out=out, **FAST)
+    assert (out / "model" / "model.safetensors").read_bytes() == before
+
+
+def test_train_config_validates() -> None:
+    with pytest.raises(ValueError, match="k_max"):
+        TrainConfig(k_min=5, k_max=2)
+    with pytest.raises(ValueError, match="unknown preset"):
+        preset("nope")
