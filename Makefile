@@ -35,7 +35,14 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 ablation: $(STAMP)
-	$(BIN)/perturbscore ablation --out runs/ablation --overwrite
+	$(BIN)/perturbscore reproduce --ablation --seeds 0 --max-steps 1000 --out runs/ablation --overwrite --no-progress
+
+reproduce: $(STAMP)
+	$(BIN)/perturbscore reproduce --seeds 0,1,2 --max-steps 1500 --out runs/reproduce --overwrite --no-progress
+
+report-check: $(STAMP)
+	$(BIN)/perturbscore report $(DEMO_OUT) --overwrite
+	$(BIN)/python benchmarks/report_check.py $(DEMO_OUT)/report.html
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

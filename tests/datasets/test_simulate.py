@@ -126,7 +126,7 @@ def test_state_modules_mark_their_state(medium_screen):
         score = np.asarray(adata[:, genes].X.mean(axis=1)).ravel()
         inside = (adata.obs[KEYS.state] == state).to_numpy()
         assert score[inside].mean() > score[~inside].mean() + 0.3, state
-    assert len([m for m in medium_screen.modules if m.startswith("program_")]) == 6
+    assert len([m for m in medium_screen.modules if m.startswith("effect_program_")]) == 6
 
 
 def test_planted_knockout_raises_progenitors(small_screen):

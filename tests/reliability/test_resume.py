@@ -49,18 +49,15 @@ def train_args(sim_dir: Path, out: Path, *extra: str) -> list[str]:
 
 # -- a killed training resumes ---------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="resume is broken in train/*: (1) _module.configure_optimizers orders the recognizer's parameter "
-    "group by list(set(...)), so the restored AdamW state is matched to the wrong tensors (size mismatch); "
-    "(2) EarlyStopping checks on train-epoch end, which a resumed run re-enters without validation metrics "
-    "(RuntimeError); (3) MetricsCSV then overwrites that epoch's row with NaNs. See docs/reliability.md",
-    strict=True,
-)
 def test_killed_training_resumes_to_the_same_result(sim_dir: Path, tmp_path: Path) -> None:
     """SIGKILL a training run after its first checkpoint, resume it: same final metrics and weights."""
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
-    full = subprocess.Popen(cli_command(train_args(sim_dir, full_dir)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    part = subprocess.Popen(cli_command(train_args(sim_dir, part_dir)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    full = subprocess.Popen(
+        cli_command(train_args(sim_dir, full_dir)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    part = subprocess.Popen(
+        cli_command(train_args(sim_dir, part_dir)), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last = part_dir / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + 240
     while not last.exists() and part.poll() is None and time.monotonic() < deadline:
@@ -75,12 +72,16 @@ def test_killed_training_resumes_to_the_same_result(sim_dir: Path, tmp_path: Pat
     _, err = full.communicate(timeout=300)
     assert full.returncode == 0, err.decode()[-2000:]
 
-    resumed = subprocess.run(cli_command(train_args(sim_dir, part_dir, "--resume")), env=ENV, capture_output=True, timeout=300)
+    resumed = subprocess.run(
+        cli_command(train_args(sim_dir, part_dir, "--resume")), env=ENV, capture_output=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
 
     a, b = pd.read_csv(full_dir / "metrics.csv"), pd.read_csv(part_dir / "metrics.csv")
     assert list(a["epoch"]) == list(b["epoch"]) == [0, 1]
-    assert not b.isna().any().any(), b
+    # val_rec_r2 is NaN by design here: one validation knockout has no spread to explain
+    nan = b.drop(columns=["val_rec_r2"], errors="ignore").isna().any()
+    assert not nan.any(), nan[nan]
     pd.testing.assert_frame_equal(a, b, rtol=1e-5, atol=1e-6)
     meta_a = json.loads((full_dir / "model" / "model.json").read_text())
     meta_b = json.loads((part_dir / "model" / "model.json").read_text())
@@ -100,7 +101,15 @@ def test_resume_of_a_finished_run_keeps_it(sim_dir: Path, tmp_path: Path) -> Non
     run = tmp_path / "run"
     fit(sim_dir / "screen.h5ad", out=run, max_steps=4, steps_per_epoch=2, progress=False, use_recognizer=False)
     before = pd.read_csv(run / "metrics.csv")
-    fit(sim_dir / "screen.h5ad", out=run, max_steps=4, steps_per_epoch=2, progress=False, use_recognizer=False, resume=True)
+    fit(
+        sim_dir / "screen.h5ad",
+        out=run,
+        max_steps=4,
+        steps_per_epoch=2,
+        progress=False,
+        use_recognizer=False,
+        resume=True,
+    )
     after = pd.read_csv(run / "metrics.csv")
     pd.testing.assert_frame_equal(before, after)
     with pytest.raises(RunError, match="already holds a run"):
@@ -112,9 +121,14 @@ def test_atomic_path_failure_keeps_previous_file(tmp_path: Path) -> None:
     """An exception mid-write leaves the previous file intact and no temp file behind."""
     path = tmp_path / "metrics.csv"
     path.write_text("old\n")
-    with pytest.raises(RuntimeError, match="disk full"), atomic_path(path) as tmp:
-        tmp.write_text("half a fi")
-        raise RuntimeError("disk full")
+
+    def crash_mid_write() -> None:
+        with atomic_path(path) as tmp:
+            tmp.write_text("half a fi")
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        crash_mid_write()
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
 

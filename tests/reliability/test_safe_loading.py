@@ -115,7 +115,8 @@ def test_best_checkpoint_loaded_weights_only(sim_dir: Path, tmp_path: Path, monk
     class Poison(L.Callback):
         def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
             best = trainer.checkpoint_callback.best_model_path
-            assert best and Path(best).exists()
+            assert best
+            assert Path(best).exists()
             write_torch_pickle(Path(best), marker)
 
     original = loop._trainer
@@ -138,7 +139,7 @@ def test_best_checkpoint_loaded_weights_only(sim_dir: Path, tmp_path: Path, monk
 def _run_with_last_ckpt(sim_dir: Path, tmp_path: Path, marker: Path) -> Path:
     """A finished small run whose last.ckpt is then replaced by a malicious pickle."""
     run = tmp_path / "run"
-    fit(sim_dir / "screen.h5ad", out=run, max_steps=4, steps_per_epoch=2, progress=False, use_recognizer=False)
+    fit(sim_dir / "screen.h5ad", out=run, max_steps=4, progress=False)  # the CLI's defaults, so --resume matches
     write_torch_pickle(run / "checkpoints" / "last.ckpt", marker)
     return run
 
@@ -153,19 +154,12 @@ def test_resume_never_unpickles_checkpoint(sim_dir: Path, tmp_path: Path) -> Non
     run = _run_with_last_ckpt(sim_dir, tmp_path, marker)
     try:
         rc = main(_resume_args(sim_dir, run))
-    except pickle.UnpicklingError:  # today: refused by torch's weights-only unpickler, with a traceback
+    except pickle.UnpicklingError:  # a traceback instead of the one-line refusal would still be safe
         rc = 1
     assert rc != 0
     assert not marker.exists()
 
 
-@pytest.mark.xfail(
-    reason="train/_loop.py calls trainer.fit(ckpt_path=...) without weights_only=True, so Lightning falls back "
-    "to torch.load's default, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns into full unpickling; and the "
-    "refusal is not a RunError. Fix: trainer.fit(..., weights_only=True) and wrap pickle.UnpicklingError "
-    "in RunError",
-    strict=True,
-)
 def test_resume_with_forced_unsafe_default_is_refused_cleanly(
     sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -183,7 +177,9 @@ def test_resume_with_forced_unsafe_default_is_refused_cleanly(
         shutil.rmtree(marker)
     text = " ".join(capsys.readouterr().err.split())
     assert not executed, "the pickled checkpoint ran code"
-    assert rc == 2 and "last.ckpt" in text and "Traceback" not in text
+    assert rc == 2
+    assert "last.ckpt" in text
+    assert "Traceback" not in text
 
 
 # -- the source never uses an unsafe loader ----------------------------------------------------
@@ -213,11 +209,13 @@ def _unsafe_loads(text: str, label: str) -> list[str]:
         name = _name(call.func)
         where = f"{label}:{call.lineno} {name}"
         last = name.rsplit(".", 1)[-1]
-        if name in ("yaml.load", "yaml.unsafe_load", "yaml.full_load", "yaml.load_all", "yaml.unsafe_load_all"):
-            problems.append(where)
-        elif name.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "cloudpickle") and last.startswith("load"):
-            problems.append(where)
-        elif last in ("read_pickle", "Unpickler") or name in ("marshal.loads", "shelve.open"):
+        if (
+            name in ("yaml.load", "yaml.unsafe_load", "yaml.full_load", "yaml.load_all", "yaml.unsafe_load_all")
+            or name.split(".")[0] in ("pickle", "cPickle", "dill", "joblib", "cloudpickle")
+            and last.startswith("load")
+            or last in ("read_pickle", "Unpickler")
+            or name in ("marshal.loads", "shelve.open")
+        ):
             problems.append(where)
         elif name.endswith("torch.load") or name == "load" and "from torch import load" in text:
             if _kw(call, "weights_only") is not True:
@@ -246,7 +244,14 @@ def test_unsafe_loader_scan_detects() -> None:
         "np.load(p, allow_pickle=False)\n"
     )
     found = _unsafe_loads(code, "probe.py")
-    assert [f.split()[1] for f in found] == ["yaml.load", "pickle.loads", "torch.load", "torch.load", "np.load", "np.load"]
+    assert [f.split()[1] for f in found] == [
+        "yaml.load",
+        "pickle.loads",
+        "torch.load",
+        "torch.load",
+        "np.load",
+        "np.load",
+    ]
 
 
 def _lightning_loads_without_weights_only(path: Path) -> list[str]:
@@ -259,10 +264,6 @@ def _lightning_loads_without_weights_only(path: Path) -> list[str]:
     return problems
 
 
-@pytest.mark.xfail(
-    reason="train/_loop.py: trainer.fit(..., ckpt_path=...) needs weights_only=True (see the resume test)",
-    strict=True,
-)
 def test_lightning_checkpoint_loads_pass_weights_only() -> None:
     """Every Lightning call that loads a checkpoint (ckpt_path=, load_from_checkpoint) says weights_only=True."""
     problems = [p for f in sorted(SRC.rglob("*.py")) for p in _lightning_loads_without_weights_only(f)]
@@ -277,6 +278,8 @@ def test_configs_written_are_safe_yaml(sim_dir: Path, tmp_path: Path) -> None:
     fit(sim_dir / "screen.h5ad", out=run, max_steps=2, steps_per_epoch=2, progress=False, use_recognizer=False)
     from_yaml = yaml.safe_load((run / "config.yaml").read_text())
     from_json = json.loads((run / "config.json").read_text())
-    assert from_yaml["train"] == from_json["train"] and from_yaml["model"] == from_json["model"]
+    assert from_yaml["train"] == from_json["train"]
+    assert from_yaml["model"] == from_json["model"]
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert "state_dict" in ckpt and ckpt["global_step"] == 2
+    assert "state_dict" in ckpt
+    assert ckpt["global_step"] == 2

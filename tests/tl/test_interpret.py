@@ -30,7 +30,7 @@ def sim():
 @pytest.fixture(scope="module")
 def model(sim, tmp_path_factory):
     run = tmp_path_factory.mktemp("interpret") / "run"
-    return fit(sim.adata, features=sim.features, max_steps=90, steps_per_epoch=30, progress=False, out=run, seed=0)
+    return fit(sim.adata, features=sim.features, max_steps=150, steps_per_epoch=30, progress=False, out=run, seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,8 @@ def test_tables_match_direct_computation(sim, model, result):
 def test_planted_state_modules_enriched(sim, model, result):
     enr = result.enrichment
     sig = enr[(enr["q"] < 0.05) & enr["set"].str.startswith("state_")]
-    assert len(sig) >= 3, enr.sort_values("q").head(10)
+    # the planted state-marker modules come back: at least 4 of the 5 in some program at q < 0.05
+    assert sig["set"].nunique() >= 4, enr.sort_values("q").groupby("set").head(1)
     # a module enriched among a program's positive genes marks a state where that program is active
     act = result.activity_by_state
     agree = [
@@ -175,7 +176,8 @@ def test_save_run_plots(result, tmp_path, monkeypatch):
     pd.DataFrame({"epoch": [0, 0, 1, 1], "train_pred_loss": [0.3, np.nan, 0.2, np.nan],
                   "val_pred_loss": [np.nan, 0.35, np.nan, 0.25]}).to_csv(run / "metrics.csv", index=False)  # fmt: skip
     pd.DataFrame({"target": ["A"] * 3 + ["B"], "gene": ["g1", "g2", "g3", "g1"], "source": "cells",
-                  "pred_distance": [0.3, 0.1, 0.2, 0.5], "lo": 0.0, "hi": 0.6}).to_csv(run / "scores.csv", index=False)  # fmt: skip
+                  "pred_distance": [0.3, 0.1, 0.2, 0.5], "lo": 0.0, "hi": 0.6,
+                  "rank": [2, 1, pd.NA, 1]}).to_csv(run / "scores.csv", index=False)  # fmt: skip
     n_figs = len(plt.get_fignums())
     seen = {}
 
@@ -190,7 +192,7 @@ def test_save_run_plots(result, tmp_path, monkeypatch):
     assert seen["program_activity_state"][1] == list(result.activity_by_state.index)
     assert seen["stat_state_relation"][1] == list(result.stat_state_relation.index)
     assert "per perturbation" in seen["program_activity_perturbation"][0]
-    assert seen["ranking"][1] == ["g1", "g3", "g2"]  # first target only, closest at the top
+    assert seen["ranking"][1] == ["g1", "g2"]  # first target only, unranked g3 left out, closest at the top
     assert seen["ranking"][0] == "target: A"
     names = {p.name for p in paths}
     assert names == {"training_curves.png", "mae_vs_k.png", "pred_vs_true.png", "ranking.png",

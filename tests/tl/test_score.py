@@ -74,16 +74,20 @@ def test_rows_sources_and_columns(model, screen, sim):
     assert sorted(cells["gene"].unique()) == sorted(screen.knockouts)  # control excluded
     unseen = sorted(set(sim.features.genes) - set(screen.perturbations))
     assert sorted(seq["gene"].unique()) == unseen
-    assert (seq["n_cells"] == 0).all() and seq["lo"].isna().all() and seq["empirical_distance"].isna().all()
+    assert (seq["n_cells"] == 0).all()
+    assert seq["lo"].isna().all()
+    assert seq["empirical_distance"].isna().all()
     assert (seq["interval"] == "none (single model)").all()
     counts = dict(zip(screen.perturbations, screen.counts, strict=True))
     assert (cells["n_cells"] == cells["gene"].map(counts)).all()
-    assert (cells["lo"] <= cells["hi"]).all() and df["pred_distance"].between(0, 1).all()
+    assert (cells["lo"] <= cells["hi"]).all()
+    assert df["pred_distance"].between(0, 1).all()
     truth = screen.proportions[[screen.index_of(g) for g in cells["gene"]]]
     q = np.where(cells["target"].to_numpy()[:, None] == "prog", PROGENITOR_HEAVY, 0.2)
     np.testing.assert_allclose(cells["empirical_distance"], 0.5 * np.abs(truth - q).sum(1))
     assert {f"pred_{s.replace(' ', '_')}" for s in model.states} <= set(df.columns)
-    assert df.attrs["params"]["n_boot"] == 50 and df.attrs["params"]["targets"]["flat"] == [0.2] * 5
+    assert df.attrs["params"]["n_boot"] == 50
+    assert df.attrs["params"]["targets"]["flat"] == [0.2] * 5
     both = score_perturbations(model, screen, targets={"prog": PROGENITOR_HEAVY}, n_boot=0, also_sequence=True, progress=False)  # fmt: skip
     assert set(both.loc[both["source"] == "sequence", "gene"]) == set(screen.knockouts)
     assert both.loc[both["source"] == "cells", "lo"].isna().all()
@@ -136,13 +140,17 @@ def test_constraints_on_hand_made_proportions(model, screen):
     con = [parse_constraint("cycling>=0.05", model.states)]
     kw = {"targets": {"t": PROGENITOR_HEAVY, "u": np.full(5, 0.2)}, "n_boot": 0, "progress": False}
     filt = score_perturbations(model, sub, constraints=con, **kw).set_index(["target", "gene"])
-    assert not filt.loc[("t", "A"), "constraint_ok"] and pd.isna(filt.loc[("t", "A"), "rank"])
-    assert filt.loc[("t", "B"), "constraint_ok"] and filt.loc[("t", "C"), "constraint_ok"]
+    assert not filt.loc[("t", "A"), "constraint_ok"]
+    assert pd.isna(filt.loc[("t", "A"), "rank"])
+    assert filt.loc[("t", "B"), "constraint_ok"]
+    assert filt.loc[("t", "C"), "constraint_ok"]
     assert sorted(filt.loc["t", "rank"].dropna().tolist()) == [1, 2]
     pen = score_perturbations(model, sub, constraints=con, constraint_mode="penalize", **kw).set_index(["target", "gene"])  # fmt: skip
-    assert pen.loc[("t", "A"), "rank"] == 3 and pen.loc["u", "rank"].max() == 3
+    assert pen.loc[("t", "A"), "rank"] == 3
+    assert pen.loc["u", "rank"].max() == 3
     only_t = score_perturbations(model, sub, constraints={"t": con}, **kw).set_index(["target", "gene"])
-    assert not only_t.loc[("t", "A"), "constraint_ok"] and only_t.loc[("u", "A"), "constraint_ok"]
+    assert not only_t.loc[("t", "A"), "constraint_ok"]
+    assert only_t.loc[("u", "A"), "constraint_ok"]
 
 
 def test_ensemble_mean_and_spread(model, screen, sim):
@@ -159,7 +167,8 @@ def test_ensemble_mean_and_spread(model, screen, sim):
     np.testing.assert_allclose(both["pred_distance"], mean.loc[both.index], rtol=1e-5)
     seq = both.xs("sequence", level="source")
     assert (seq["interval"] == "ensemble (2 models)").all()
-    assert (seq["lo"] <= seq["pred_distance"]).all() and (seq["pred_distance"] <= seq["hi"]).all()
+    assert (seq["lo"] <= seq["pred_distance"]).all()
+    assert (seq["pred_distance"] <= seq["hi"]).all()
     assert (seq["hi"] > seq["lo"]).all()
 
 
@@ -170,8 +179,12 @@ def test_score_20000_sequence_only_genes(model):
     start = time.perf_counter()
     df = score_perturbations(model, None, targets=PROGENITOR_HEAVY, features=feats, progress=False)
     print(f"scored {n} sequence-only genes x ({w}, {dim}) in {time.perf_counter() - start:.2f} s")
-    assert len(df) == n and (df["source"] == "sequence").all() and df["pred_distance"].notna().all()
-    assert df["rank"].iloc[0] == 1 and df["rank"].max() <= n and (np.diff(df["pred_distance"]) >= 0).all()
+    assert len(df) == n
+    assert (df["source"] == "sequence").all()
+    assert df["pred_distance"].notna().all()
+    assert df["rank"].iloc[0] == 1
+    assert df["rank"].max() <= n
+    assert (np.diff(df["pred_distance"]) >= 0).all()
 
 
 def test_errors(model, screen, sim):
@@ -236,16 +249,22 @@ def test_cli_score_end_to_end(run_dir, sim_files, tmp_path):
     res = runner.invoke(app, [*args, "--out", str(out), "--no-progress", "--cells-needed"])
     assert res.exit_code == 0, res.output
     df = pd.read_csv(out)
-    assert set(df["target"]) == {"progenitor", "eff"} and {"cells", "sequence"} == set(df["source"])
-    assert "cells_needed" in df and str(out) in res.output.replace("\n", "")
+    assert set(df["target"]) == {"progenitor", "eff"}
+    assert {"cells", "sequence"} == set(df["source"])
+    assert "cells_needed" in df
+    assert str(out) in res.output.replace("\n", "")
     assert "Prdm1" in res.output  # the top rows are printed
     again = runner.invoke(app, [*args, "--out", str(out), "--no-progress"])
-    assert again.exit_code != 0 and isinstance(again.exception, RunError) and "--overwrite" in str(again.exception)
+    assert again.exit_code != 0
+    assert isinstance(again.exception, RunError)
+    assert "--overwrite" in str(again.exception)
     bad = runner.invoke(app, ["score", str(run_dir), "--screen", str(sim_files["screen"]), "--target", "progenitr=1", "--out", str(tmp_path / "b.csv")])  # fmt: skip
-    assert bad.exit_code != 0 and "progenitr" in str(bad.exception)
+    assert bad.exit_code != 0
+    assert "progenitr" in str(bad.exception)
     pq = tmp_path / "seq.parquet"
     seq = runner.invoke(app, ["score", str(run_dir), "--features", str(sim_files["features"]), "--target", "progenitor=1", "--out", str(pq), "--no-progress"])  # fmt: skip
     assert seq.exit_code == 0, seq.output
     assert (pd.read_parquet(pq)["source"] == "sequence").all()
     txt = runner.invoke(app, ["score", str(run_dir), "--features", str(sim_files["features"]), "--target", "progenitor=1", "--out", str(tmp_path / "x.txt")])  # fmt: skip
-    assert txt.exit_code != 0 and ".parquet" in str(txt.exception)
+    assert txt.exit_code != 0
+    assert ".parquet" in str(txt.exception)

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         console = Console(stderr=True)
         console.print("[bold red]error:[/] ", end="")
-        console.print(str(err), highlight=False, markup=False)
+        console.print(str(err), highlight=False, markup=False, soft_wrap=True)
         return 2
     except SystemExit as err:  # typer/click exit paths
         return int(err.code or 0)

@@ -13,16 +13,17 @@ from ._common import (
 )  # fmt: skip
 
 
-def _ks(text: str) -> tuple[int, ...]:
+def _ints(text: str, *, flag: str = "--ks", minimum: int = 1) -> tuple[int, ...]:
+    """Parse a comma-separated list of integers given to ``flag``."""
     from .._errors import InputError
 
     try:
-        ks = tuple(int(x) for x in text.split(","))
+        values = tuple(int(x) for x in text.replace(" ", "").split(","))
     except ValueError as err:
-        raise InputError(f"--ks {text!r}: give comma-separated integers, e.g. 2,5,10,25,60") from err
-    if not ks or min(ks) < 1:
-        raise InputError(f"--ks {text!r}: every k must be >= 1")
-    return ks
+        raise InputError(f"{flag} {text!r}: give comma-separated integers, e.g. 2,5,10") from err
+    if not values or min(values) < minimum:
+        raise InputError(f"{flag} {text!r}: every value must be >= {minimum}")
+    return values
 
 
 @app.command("evaluate")
@@ -52,7 +53,7 @@ def evaluate(
         screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
         layer=layer, states=model.states,
     )  # fmt: skip
-    results = run_eval(model, data, ks=_ks(ks), n_resamples=resamples, progress=progress)
+    results = run_eval(model, data, ks=_ints(ks), n_resamples=resamples, progress=progress)
     write_json_atomic(run / "eval.json", results)
     write_text_atomic(run / "eval.md", render_eval_markdown(results))
     _plots(run, results)
@@ -66,7 +67,8 @@ def reproduce(
     out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds."),
     folds: int = typer.Option(0, "--folds", help="0: the seed's 50/10 split; else k-fold over knockouts."),
-    models: str = typer.Option("seed_baseline,full,perturbscore", "--models", help="Models to train."),
+    models: str = typer.Option("", "--models", help="Models to train (default: seed_baseline,full,perturbscore)."),
+    ablation: bool = typer.Option(False, "--ablation", help="Train the ablation variants (docs/ablation.md)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Training steps for every model."),
     ks: str = typer.Option("2,5,10,25,60", "--ks", help="Cells per sample to evaluate."),
     resamples: int = typer.Option(30, "--resamples", help="Resamples of cells and targets."),
@@ -80,20 +82,21 @@ def reproduce(
     layer: str | None = LayerOpt,
 ) -> None:
     """Reproduce the seed's Section 3 (baseline model at 60 cells vs full model at ~10) with every baseline."""
-    from ..tl._reproduce import MODELS
+    from ..tl._reproduce import ABLATION, MODELS
     from ..tl._reproduce import reproduce as run_reproduce
 
-    keys = tuple(m.strip() for m in models.split(","))
-    bad = [m for m in keys if m not in MODELS]
+    variants = ABLATION if ablation else MODELS
+    keys = tuple(m.strip() for m in models.split(",")) if models else tuple(variants)
+    bad = [m for m in keys if m not in variants]
     if bad:
         from .._errors import InputError
 
-        raise InputError(f"--models: unknown {', '.join(bad)}; choose from {', '.join(MODELS)}")
+        raise InputError(f"--models: unknown {', '.join(bad)}; choose from {', '.join(variants)}")
     data = _screen_or_simulated(screen, features, sim_genes, sim_seed, perturbation_key, state_key, control, layer)
     over = {m: {"max_steps": max_steps} for m in keys} if max_steps else None
     results = run_reproduce(
-        data, out=out, seeds=_ks(seeds.replace(" ", "")) if seeds else (0,), models=keys, folds=folds, ks=_ks(ks),
-        n_resamples=resamples, overwrite=overwrite, progress=progress, train_overrides=over,
+        data, out=out, seeds=_ints(seeds, flag="--seeds", minimum=0), models=keys, folds=folds, ks=_ints(ks),
+        n_resamples=resamples, overwrite=overwrite, progress=progress, train_overrides=over, variants=variants,
     )  # fmt: skip
     _figure1(out, keys)
     _plots(out, results)

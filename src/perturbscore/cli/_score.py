@@ -118,6 +118,7 @@ def score(
     tolerance: float = typer.Option(0.05, "--tolerance", help="Allowed deviation for --cells-needed (TV scale)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),
     top: int = typer.Option(10, "--top", help="Rows shown per target."),
+    threads: int = typer.Option(1, "--threads", help="CPU threads for PyTorch (small ops: 1 is fastest; 0: default)."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
     perturbation_key: str = PertKeyOpt,
@@ -135,6 +136,10 @@ def score(
     from ..tl._advice import cells_needed_table
     from ..tl._score import score_perturbations
 
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
     out = out if out is not None else (runs[0] / "scores.csv" if (runs[0] / "model").is_dir() else Path("scores.csv"))
     _check_out(out, overwrite=overwrite)
     if screen is None and features is None:

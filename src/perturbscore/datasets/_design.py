@@ -96,7 +96,7 @@ def build_design(
         modules[f"state_{state.replace(' ', '_')}"] = sorted(pool[i * size : (i + 1) * size].tolist())
     offset = len(states) * size
     for k in range(N_PROGRAMS):
-        modules[f"program_{k + 1}"] = sorted(pool[offset + k * size : offset + (k + 1) * size].tolist())
+        modules[f"effect_program_{k + 1}"] = sorted(pool[offset + k * size : offset + (k + 1) * size].tolist())
     spare = pool[offset + N_PROGRAMS * size :][:n_unseen].tolist()  # unseen genes: panel genes outside modules,
     unseen = [*spare, *extra[: n_unseen - len(spare)].tolist()]  # then names beyond the panel
     genes = rng.permutation(np.concatenate([knockouts, background]))
@@ -115,7 +115,7 @@ def build_design(
         marker_lfc[i, cols] = rng.uniform(1.0, 2.2, len(cols))
     program_lfc = np.zeros((N_PROGRAMS, special.size))
     for k in range(N_PROGRAMS):
-        cols = [spos[col[g]] for g in modules[f"program_{k + 1}"]]
+        cols = [spos[col[g]] for g in modules[f"effect_program_{k + 1}"]]
         sign = np.where(rng.random(len(cols)) < 0.2, -1.0, 1.0)
         program_lfc[k, cols] = sign * rng.uniform(0.4, 1.0, len(cols))
 

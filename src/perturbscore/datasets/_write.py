@@ -73,6 +73,6 @@ def write_gmt(modules: Mapping[str, list[str]], path: str | Path) -> Path:
 def _describe(name: str) -> str:
     if name.startswith("state_"):
         return f"synthetic markers of the {name.removeprefix('state_').replace('_', ' ')} state"
-    if name.startswith("program_"):
-        return f"synthetic effect program {name.removeprefix('program_')}"
+    if name.startswith("effect_program_"):
+        return f"synthetic effect program {name.removeprefix('effect_program_')}"
     return "synthetic gene set"

@@ -66,6 +66,8 @@ def _read_npz(path: Path) -> tuple[list[str], list[np.ndarray]]:
         with np.load(path, allow_pickle=False) as z:
             genes = list(z.files)
             arrays = [_numeric(z[g], g, path) for g in genes]
+    except InputError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:  # truncated/corrupt zip
         raise InputError(f"{str(path)!r} is not a readable .npz file ({err}); re-save it with np.savez.") from err
     return genes, arrays

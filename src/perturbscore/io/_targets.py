@@ -87,11 +87,15 @@ def mix_from_mapping(mapping: Mapping[str, object], states: Sequence[str], *, co
         if not np.isfinite(v) or v < 0:
             raise InputError(f"fraction {value!r} for state {name!r} in {context} must be finite and >= 0.")
         q[i] += v
-    total = q.sum()
+    with np.errstate(over="ignore"):
+        total = q.sum()
     if total <= 0:
         raise InputError(f"target {context} is all zero; give at least one state a positive fraction.")
     if not np.isclose(total, 1.0, atol=1e-6):
         logger.warning("target %s sums to %.4g, not 1; renormalised", context, total)
+    if not np.isfinite(total):  # finite fractions whose sum overflows: rescale before normalising
+        q = q / q.max()
+        total = q.sum()
     return q / total
 
 

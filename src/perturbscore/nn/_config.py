@@ -60,7 +60,7 @@ class ModelConfig:
     head: Literal["attention", "structured"] = "structured"
     head_slots: int = 20
     head_hidden: int = 128
-    recognizer_pooling: Literal["mean", "attention", "conv"] = "mean"
+    recognizer_pooling: Literal["mean", "attention", "conv"] = "attention"
     recognizer_hidden: int = 128
     recognizer_dropout: float = 0.0
     state_classifier: bool = True

@@ -170,6 +170,8 @@ def _scores(run: Path) -> dict[str, Callable[[], Figure]]:
     if "target" in df.columns and len(df):
         target = df["target"].iloc[0]
         df = df[df["target"] == target]
+    if "rank" in df.columns and df["rank"].notna().any():
+        df = df[df["rank"].notna()]  # rows that failed a target's constraint are not ranked
     pred_col = next((c for c in ("pred", "pred_distance", "predicted_distance", "distance") if c in df.columns), None)
     if pred_col is None or "gene" not in df.columns or df.empty:
         logger.warning("scores.csv has no gene and predicted-distance columns; no ranking plot")

@@ -52,7 +52,11 @@ __all__ = ["SEED_REPORTED_L1", "render_eval_markdown", "summarise"]
 SEED_REPORTED_L1: dict[str, float] = {"seed_baseline": 0.23, "full": 0.28}
 DASH = "—"
 DEFAULT_KS = (2, 5, 10, 25, 60)
-MODEL_LABELS = {"seed_baseline": "seed baseline model (no T, 60 cells)", "full": "full model (T, ~10 cells)"}
+MODEL_LABELS = {
+    "seed_baseline": "seed baseline model (no T, 60 cells)",
+    "full": "full model (T, ~10 cells)",
+    "perturbscore": "perturbscore default (T fused, 2-64 cells)",
+}
 BASELINE_LABELS = {
     "empirical": "empirical (k cells' labels)",
     "shrunk": "shrunk empirical",
@@ -135,15 +139,17 @@ def _ks(results: Mapping[str, Any]) -> list[int]:
 def _section_seed(results: Mapping[str, Any]) -> str:
     models = results.get("models") or {}
     rows = []
-    for name in ("seed_baseline", "full"):
+    for name in ("seed_baseline", "full", "perturbscore"):
+        if name == "perturbscore" and name not in models:
+            continue
         e = models.get(name) or {}
-        seed = SEED_REPORTED_L1[name]
+        seed = SEED_REPORTED_L1.get(name)
         rows.append(
             [
                 MODEL_LABELS[name],
                 _fmt(e.get("val_pred_loss")),
                 _fmt(e.get("val_pred_loss"), scale=2.0),
-                f"{seed:.2f}",
+                DASH if seed is None else f"{seed:.2f}",
                 _fmt(e.get("val_rec_loss")),
                 _fmt(e.get("rec_r2")),
             ]

@@ -95,6 +95,8 @@ def fit(
 
         out = Path(tempfile.mkdtemp(prefix="perturbscore-run-"))
     run_dir = prepare_run_dir(out, overwrite=overwrite, resume=resume)
+    if resume:
+        _check_resume(run_dir, tcfg)
     if split is None:
         split = split_perturbations(screen, n_train=tcfg.n_train, n_val=tcfg.n_val, seed=tcfg.split_seed)
     config_dict = {
@@ -116,6 +118,24 @@ def fit(
     model.save(run_dir / "model", overwrite=True)
     logger.info("trained model saved in %s", run_dir / "model")
     return model
+
+
+def _check_resume(run_dir: Path, config: TrainConfig) -> None:
+    """Refuse to resume a run with other settings than it started with (``max_steps`` may grow)."""
+    import json
+
+    from .._errors import RunError
+
+    path = run_dir / "config.json"
+    if not path.exists():
+        return
+    stored = json.loads(path.read_text()).get("train", {})
+    new = config.to_dict()
+    diff = sorted(k for k in new if k != "max_steps" and k in stored and stored[k] != new[k])
+    if diff:
+        shown = ", ".join(f"{k}: {stored[k]!r} -> {new[k]!r}" for k in diff[:6])
+        raise RunError(f"cannot resume {run_dir} with other settings ({shown}); resume with the original options "
+                       "or start a new run with --out/--overwrite")
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> None:

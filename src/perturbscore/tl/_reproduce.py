@@ -19,8 +19,28 @@ from ._rundir import prepare_run_dir
 
 logger = logging.getLogger(__name__)
 
-#: results key -> training preset
-MODELS = {"seed_baseline": "seed-baseline", "full": "seed-full", "perturbscore": "default"}
+#: results key -> (training preset, overrides of TrainConfig/ModelConfig fields)
+MODELS: dict[str, tuple[str, dict[str, Any]]] = {
+    "seed_baseline": ("seed-baseline", {}),
+    "full": ("seed-full", {}),
+    "perturbscore": ("default", {}),
+}
+
+#: The ablation: the seed's full model as written plus one change at a time, and the default minus one.
+ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
+    "full": ("seed-full", {}),
+    "seed+pca_front_end": ("seed-full", {"front_end": "pca"}),
+    "seed+structured_head": ("seed-full", {"head": "structured", "prop_weight": 1.0}),
+    "seed+state_loss": ("seed-full", {"state_classifier": True, "state_weight": 0.5}),
+    "seed+stopgrad_rec": ("seed-full", {"rec_mode": "stopgrad", "rec_reference_k": 64}),
+    "seed+8_targets": ("seed-full", {"targets_per_perturbation": 8}),
+    "default-fusion": ("default", {"fuse_prior": False}),
+    "default-cell_mix": ("default", {"cell_mix_head": False, "cell_mix_weight": 0.0}),
+    "default-seq_loss": ("default", {"seq_weight": 0.0}),
+    "default-seed_k_schedule": ("default", {"k_min": 2, "k_max": 10, "k_start_max": 50, "shrink_steps": 1000,
+                                            "k_distribution": "uniform"}),
+    "perturbscore": ("default", {}),
+}
 
 
 def kfold_splits(screen: Screen, *, folds: int, seed: int) -> list[Split]:
@@ -42,6 +62,7 @@ def reproduce(
     out: str | Path,
     seeds: tuple[int, ...] = (0, 1, 2),
     models: tuple[str, ...] = tuple(MODELS),
+    variants: dict[str, tuple[str, dict[str, Any]]] | None = None,
     folds: int = 0,
     ks: tuple[int, ...] = DEFAULT_KS,
     n_resamples: int = 30,
@@ -61,7 +82,9 @@ def reproduce(
     seeds
         Training seeds.
     models
-        Keys of :data:`MODELS`.
+        Keys of ``variants`` to train.
+    variants
+        Name -> (preset, overrides); default :data:`MODELS` (use :data:`ABLATION` for the ablation).
     folds
         0 for the seed's 50/10 split (``split_seed`` 123), else k-fold over knockouts.
     train_overrides
@@ -71,6 +94,7 @@ def reproduce(
     -------
     The results dict (see :mod:`perturbscore.tl._evaltable`).
     """
+    variants = variants or MODELS
     out = prepare_run_dir(out, overwrite=overwrite)
     splits = kfold_splits(screen, folds=folds, seed=123) if folds else [
         split_perturbations(screen, n_train=50, n_val=10, seed=123)]
@@ -84,8 +108,9 @@ def reproduce(
             _append(results["baselines"], evaluate_baselines(setup, truth=oracle, rng=s))
             for key in models:
                 tag = f"{key}-seed{s}" + (f"-fold{f}" if folds else "")
-                over = (train_overrides or {}).get(key, {})
-                model = fit(screen, preset_name=MODELS[key], out=out / "runs" / tag, overwrite=True, seed=s,
+                preset_name, over = variants[key]
+                over = over | (train_overrides or {}).get(key, {})
+                model = fit(screen, preset_name=preset_name, out=out / "runs" / tag, overwrite=True, seed=s,
                             split=split, progress=progress, **over)
                 res = evaluate_model(model, setup)
                 res["val_pred_loss"] = model.extra.get("best_val_pred_loss")

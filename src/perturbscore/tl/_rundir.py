@@ -17,7 +17,7 @@ RUN_ENTRIES = frozenset(
     {
         "config.json", "config.yaml", "screen_summary.json", "metrics.csv", "checkpoints", "model", "plots",
         "eval.json", "eval.md", "scores.csv", "scores.parquet", "programs.csv", "enrichment.csv", "caveats.json",
-        "report.html", "runs", "lightning_logs",
+        "report.html", "runs", "lightning_logs", "simulated_screen",
     }
 )  # fmt: skip
 
@@ -66,6 +66,10 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
     if path.exists() and not path.is_dir():
         raise RunError(f"{path} exists and is a file; choose another --out")
     if path.exists() and any(path.iterdir()):
+        if not is_run_dir(path) and not _foreign_entries(path):
+            if not overwrite:  # only entries perturbscore writes (e.g. the demo's screen): a run being started
+                return path
+            shutil.rmtree(path)
         if not is_run_dir(path):
             action = "delete it with --overwrite" if overwrite else "write a run into it"
             raise RunError(

@@ -36,6 +36,8 @@ class MetricsCSV(L.Callback):
         """Record this epoch's metrics (validation runs before this hook in Lightning 2)."""
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
+        if not any(k.startswith("val_") for k in trainer.callback_metrics):
+            return  # a resumed run re-entering an epoch end without validation: keep the recorded row
         row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
         for key, value in trainer.callback_metrics.items():
             if key.startswith(("train_", "val_")):

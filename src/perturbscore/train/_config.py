@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
+from .._errors import InputError
+
 PRESETS = ("default", "seed-baseline", "seed-full")
 
 
@@ -115,7 +117,7 @@ class TrainConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise InputError(f"invalid training option: {msg}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -160,7 +162,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
     elif name == "default":
         cfg, model = TrainConfig(preset=name), {}
     else:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise InputError(f"unknown preset {name!r} (--preset); choose one of {', '.join(PRESETS)}")
     model_keys = {"front_end", "head", "n_stat", "n_programs", "state_classifier", "recognizer_pooling",
                   "cell_mix_head", "fuse_prior", "prior_strength", "recognizer_dropout", "n_components", "n_top_genes"}
     model |= {k: v for k, v in overrides.items() if k in model_keys and v is not None}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from .._errors import RunError
 from ..data import KSchedule, Screen
 from ..nn import ModelConfig, PerturbationStatistic
 from ._callbacks import EpochSeeder, MetricsCSV
@@ -62,6 +64,8 @@ def train_statistic(
     ``last.ckpt``. The returned network carries the best validation weights.
     """
     run_dir = Path(run_dir)
+    if config.steps_per_epoch > config.max_steps:  # validation (and early stopping) needs one full epoch
+        config = replace(config, steps_per_epoch=config.max_steps)
     net = build_net(model_config, seed=config.seed)
     fit_front_end(net.front, screen, split.train, n_cells=config.front_end_cells, seed=config.seed)
     take = input_taker(net.front, screen, progress=progress)
@@ -89,12 +93,19 @@ def train_statistic(
             torch.set_num_threads(config.threads)
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
-        trainer.fit(
-            module,
-            train_dataloaders=DataLoader(dataset, batch_size=None, shuffle=False, collate_fn=identity),
-            val_dataloaders=DataLoader(val_eps, batch_size=None, shuffle=False, collate_fn=identity),
-            ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
-        )
+        try:
+            trainer.fit(
+                module,
+                train_dataloaders=DataLoader(dataset, batch_size=None, shuffle=False, collate_fn=identity),
+                val_dataloaders=DataLoader(val_eps, batch_size=None, shuffle=False, collate_fn=identity),
+                ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
+                weights_only=True,  # never unpickle arbitrary objects from a checkpoint
+            )
+        except pickle.UnpicklingError as err:
+            raise RunError(
+                f"{ckpt} is not a plain perturbscore checkpoint (it holds pickled objects); refusing to load it. "
+                "Delete the checkpoints/ folder and train again without --resume."
+            ) from err
     torch.set_num_threads(threads)
     best = trainer.checkpoint_callback.best_model_path
     if best:
@@ -116,7 +127,7 @@ def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, pro
         EpochSeeder(dataset),
         MetricsCSV(run_dir / "metrics.csv"),
         ckpt,
-        EarlyStopping(monitor="val_pred_loss", mode="min", patience=config.patience),
+        EarlyStopping(monitor="val_pred_loss", mode="min", patience=config.patience, check_on_train_epoch_end=False),
     ]
     return L.Trainer(
         max_steps=config.max_steps,

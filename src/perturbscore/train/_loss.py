@@ -33,6 +33,8 @@ def recognition_loss(recognized: torch.Tensor, stat: torch.Tensor, mode: str) ->
 
 def recognition_r2(recognized: torch.Tensor, stat: torch.Tensor) -> torch.Tensor:
     """``1 - residual / variance`` of the statistic across perturbations (DESIGN §3)."""
+    if stat.shape[0] < 2:  # no spread to explain
+        return torch.tensor(float("nan"))
     resid = ((recognized - stat) ** 2).sum()
     total = ((stat - stat.mean(0, keepdim=True)) ** 2).sum().clamp_min(1e-12)
     return 1 - resid / total

@@ -92,10 +92,12 @@ class StatisticModule(L.LightningModule):
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
         """AdamW with optional warm-up + cosine decay."""
         cfg = self.cfg
-        rec_params = set(self.net.recognizer.parameters()) if self.net.recognizer is not None else set()
+        # Lists in module order (never sets): resumed optimizer state must pair with the same tensors.
+        rec = list(self.net.recognizer.parameters()) if self.net.recognizer is not None else []
+        rec_ids = {id(p) for p in rec}
         groups = [
-            {"params": [p for p in self.net.parameters() if p not in rec_params], "weight_decay": cfg.weight_decay},
-            {"params": list(rec_params), "weight_decay": cfg.rec_weight_decay},
+            {"params": [p for p in self.net.parameters() if id(p) not in rec_ids], "weight_decay": cfg.weight_decay},
+            {"params": rec, "weight_decay": cfg.rec_weight_decay},
         ]
         opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, foreach=True)
         if cfg.lr_schedule == "constant":
