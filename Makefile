@@ -32,7 +32,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+	$(BIN)/python benchmarks/bench_step.py
 
 ablation: $(STAMP)
 	$(BIN)/perturbscore reproduce --ablation --seeds 0 --max-steps 1000 --out runs/ablation --overwrite --no-progress

@@ -17,3 +17,16 @@ def small_screen() -> SyntheticScreen:
 def medium_screen() -> SyntheticScreen:
     """6,000 cells x 400 genes, 24 knockouts, features (200, 32), seed 1."""
     return simulate_screen(n_genes=400, n_knockouts=24, n_cells=6_000, feature_dim=32, seed=1)
+
+
+@pytest.fixture(autouse=True)
+def _perturbscore_loggers_enabled() -> None:
+    """Keep our loggers capturable: a library that reconfigures logging (``disable_existing_loggers``)
+    or a CLI run's ``basicConfig`` must not silence the warnings the tests check."""
+    import logging
+
+    for name, obj in list(logging.root.manager.loggerDict.items()):
+        if name.startswith("perturbscore") and isinstance(obj, logging.Logger):
+            obj.disabled = False
+            obj.propagate = True
+            obj.setLevel(logging.NOTSET)

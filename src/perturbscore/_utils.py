@@ -15,7 +15,9 @@ import numpy as np
 T = TypeVar("T")
 
 
-def track(iterable: Iterable[T], *, progress: bool = True, description: str = "", total: int | None = None) -> Iterable[T]:
+def track(
+    iterable: Iterable[T], *, progress: bool = True, description: str = "", total: int | None = None
+) -> Iterable[T]:
     """Wrap ``iterable`` in a tqdm progress bar when ``progress`` is true (scvi's ``track``)."""
     if not progress:
         return iterable

@@ -12,16 +12,21 @@ from perturbscore.data import EpisodeSampler, KSchedule, draw_rows, sample_targe
 def test_kschedule_uniform_range_and_shrinking_upper() -> None:
     sched = KSchedule(k_min=2, k_max=10, start_max=50, shrink_steps=1000)
     rng = np.random.default_rng(0)
-    assert sched.upper(0) == 50 and sched.upper(500) == 30 and sched.upper(5000) == 10
+    assert sched.upper(0) == 50
+    assert sched.upper(500) == 30
+    assert sched.upper(5000) == 10
     early, late = sched.draw(5000, 0, rng), sched.draw(5000, 2000, rng)
-    assert early.min() >= 2 and early.max() <= 50 and late.max() <= 10
+    assert early.min() >= 2
+    assert early.max() <= 50
+    assert late.max() <= 10
     assert early.mean() > late.mean()  # the mean shrinks over training
     assert abs(late.mean() - 6) < 0.2  # U{2..10}
 
 
 def test_kschedule_loguniform_favours_small_k() -> None:
     k = KSchedule(k_min=2, k_max=64, distribution="loguniform").draw(20000, 0, np.random.default_rng(0))
-    assert k.min() == 2 and k.max() == 64
+    assert k.min() == 2
+    assert k.max() == 64
     assert np.median(k) < 20
 
 
@@ -44,7 +49,8 @@ def test_draw_rows_without_replacement_and_small_perturbations() -> None:
     index = [np.arange(0, 100), np.arange(100, 103)]
     rows, used = draw_rows(index, np.array([10, 10]), np.random.default_rng(0))
     assert used.tolist() == [10, 10]
-    assert len(set(rows[:10])) == 10 and set(rows[10:]) <= {100, 101, 102}
+    assert len(set(rows[:10])) == 10
+    assert set(rows[10:]) <= {100, 101, 102}
     rows, used = draw_rows(index, np.array([10, 10]), np.random.default_rng(0), replace_small=False)
     assert used.tolist() == [10, 3]
 
@@ -71,8 +77,10 @@ def test_episode_shapes_distances_and_gathers_only_sampled_rows() -> None:
     )  # fmt: skip
     ep = sampler.sample(0, rng)
     n = int(ep.k.sum())
-    assert take.rows == n and ep.inputs.shape == (n, 30)
-    assert ep.targets.shape == (5, 3, 3) and ep.distances.shape == (5, 3)
+    assert take.rows == n
+    assert ep.inputs.shape == (n, 30)
+    assert ep.targets.shape == (5, 3, 3)
+    assert ep.distances.shape == (5, 3)
     np.testing.assert_allclose(ep.distances.numpy(), tv(props[:, None, :], ep.targets.numpy()), atol=1e-6)
     assert ep.segments.bincount().tolist() == ep.k.tolist()
     assert ((ep.k >= 2) & (ep.k <= 10)).all()

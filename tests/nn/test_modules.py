@@ -72,7 +72,8 @@ def test_heads_output_in_unit_interval(head_cls: type) -> None:
     targets = torch.distributions.Dirichlet(torch.ones(5)).sample((8, 3))
     out = head(stat, targets, torch.rand(8) * 4)
     assert out.shape == (8, 3)
-    assert torch.all(out >= 0) and torch.all(out <= 1)
+    assert torch.all(out >= 0)
+    assert torch.all(out <= 1)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "attention", "conv"])

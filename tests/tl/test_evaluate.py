@@ -40,7 +40,8 @@ def test_sequence_only_beats_train_mean(results) -> None:  # noqa: ANN001
 def test_results_render_and_have_every_baseline(results) -> None:  # noqa: ANN001
     assert set(results["baselines"]) >= {"empirical", "shrunk", "train_mean", "ridge", "knn", "oracle"}
     md = render_eval_markdown(results)
-    assert "empirical" in md and "k=60" in md
+    assert "empirical" in md
+    assert "k=60" in md
 
 
 def test_empirical_with_all_cells_is_exact_and_oracle_floor(screen) -> None:  # noqa: ANN001
@@ -50,4 +51,5 @@ def test_empirical_with_all_cells_is_exact_and_oracle_floor(screen) -> None:  # 
     assert exact["oracle"]["mae_sequence"] == pytest.approx(0.0, abs=1e-12)
     assert exact["oracle"]["top1"] == 1.0
     truth = truth_proportions(screen)
-    assert truth is not None and np.allclose(truth.sum(1), 1)
+    assert truth is not None
+    assert np.allclose(truth.sum(1), 1)

@@ -30,7 +30,12 @@ def sim():
 @pytest.fixture(scope="module")
 def model(sim, tmp_path_factory):
     run = tmp_path_factory.mktemp("interpret") / "run"
-    return fit(sim.adata, features=sim.features, max_steps=150, steps_per_epoch=30, progress=False, out=run, seed=0)
+    # targets around observed mixes only (the seed's sampling): with 25 % whole-simplex targets (the default)
+    # 150 steps on this tiny screen recover only 2 of the 5 state modules (see the closing note)
+    return fit(
+        sim.adata, features=sim.features, max_steps=150, steps_per_epoch=30, progress=False, out=run, seed=0,
+        uniform_targets=0.0,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ def test_run_directory_and_metrics(trained) -> None:  # noqa: ANN001
     m = pd.read_csv(out / "metrics.csv")
     assert len(m) == 4  # 80 steps / 20 per epoch
     for col in ("train_pred_loss", "val_pred_loss", "train_rec_loss", "val_rec_loss", "val_rec_r2"):
-        assert col in m.columns and m[col].notna().all(), col
+        assert col in m.columns, col
+        assert m[col].notna().all(), col
 
 
 def test_loss_falls(screen, tmp_path) -> None:  # noqa: ANN001
@@ -60,12 +61,15 @@ def test_save_load_round_trip_gives_identical_outputs(screen, trained, tmp_path)
     np.testing.assert_array_equal(model.predict_distance(s1, q, n_cells=5), loaded.predict_distance(s2, q, n_cells=5))
     feats = screen.feature_block(screen.knockouts[:2])
     np.testing.assert_array_equal(model.statistic_from_sequence(feats), loaded.statistic_from_sequence(feats))
-    assert loaded.states == model.states and list(loaded.gene_names) == list(model.gene_names)
+    assert loaded.states == model.states
+    assert list(loaded.gene_names) == list(model.gene_names)
 
 
 def test_seed_baseline_is_one_flag(screen, tmp_path) -> None:  # noqa: ANN001
     cfg, model_over = preset("seed-baseline")
-    assert not cfg.use_recognizer and cfg.k_min == cfg.k_max == 60 and model_over["head"] == "attention"
+    assert not cfg.use_recognizer
+    assert cfg.k_min == cfg.k_max == 60
+    assert model_over["head"] == "attention"
     model = fit(screen, out=tmp_path / "s", preset_name="seed-baseline", **(FAST | {"max_steps": 20}))
     assert not model.has_recognizer
 

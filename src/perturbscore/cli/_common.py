@@ -9,12 +9,18 @@ from rich.console import Console
 
 console = Console(stderr=True)
 
-ScreenArg = typer.Argument(..., help="Screen .h5ad (challenge layout: obs 'condition' and 'state').", show_default=False)
+ScreenArg = typer.Argument(
+    ..., help="Screen .h5ad (challenge layout: obs 'condition' and 'state').", show_default=False
+)
 FeaturesOpt = typer.Option(None, "--features", help="Gene features (.npz/.h5 per gene, or a CSV/Parquet table).")
 PertKeyOpt = typer.Option("condition", "--perturbation-key", help="obs column with the perturbed gene.")
 StateKeyOpt = typer.Option("state", "--state-key", help="obs column with the cell state.")
-ControlOpt = typer.Option("Unperturbed", "--control", help="Control label in the perturbation column ('none': no control).")
-LayerOpt = typer.Option(None, "--layer", help="Layer with raw counts (e.g. rawcounts), normalised on the fly; default X.")
+ControlOpt = typer.Option(
+    "Unperturbed", "--control", help="Control label in the perturbation column ('none': no control)."
+)
+LayerOpt = typer.Option(
+    None, "--layer", help="Layer with raw counts (e.g. rawcounts), normalised on the fly; default X."
+)
 BackedOpt = typer.Option(False, "--backed", help="Read expression from disk on demand (screens larger than memory).")
 MinCellsOpt = typer.Option(1, "--min-cells", help="Knockouts with fewer cells are dropped (or refused, see --small).")
 SmallOpt = typer.Option("drop", "--small", help="What to do with knockouts under --min-cells: drop, error or keep.")

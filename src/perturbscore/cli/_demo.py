@@ -33,7 +33,9 @@ def demo(
     with console.status(f"simulating a challenge-sized screen ({genes} genes)"):
         sim = simulate_screen(n_genes=genes, seed=seed)
         paths = sim.write(run / "simulated_screen", overwrite=True)
-    console.print(f"[bold]1/6[/] simulated screen: {paths['screen']} ({sim.adata.n_obs} cells x {sim.adata.n_vars} genes)")
+    console.print(
+        f"[bold]1/6[/] simulated screen: {paths['screen']} ({sim.adata.n_obs} cells x {sim.adata.n_vars} genes)"
+    )
     screen = read_screen(paths["screen"], features=paths["features"])
     console.print("[bold]2/6[/] training the learned statistic (f, G, H, T)")
     model = fit(screen, out=run, resume=True, seed=seed, max_steps=max_steps, progress=progress)

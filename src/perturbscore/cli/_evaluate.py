@@ -9,7 +9,15 @@ import typer
 from .._utils import write_json_atomic, write_text_atomic
 from ._app import app
 from ._common import (
-    ControlOpt, FeaturesOpt, LayerOpt, OverwriteOpt, PertKeyOpt, ProgressOpt, StateKeyOpt, console, load_screen,
+    ControlOpt,
+    FeaturesOpt,
+    LayerOpt,
+    OverwriteOpt,
+    PertKeyOpt,
+    ProgressOpt,
+    StateKeyOpt,
+    console,
+    load_screen,
 )  # fmt: skip
 
 
@@ -106,8 +114,9 @@ def reproduce(
 
 def _screen_or_simulated(screen, features, genes, seed, pkey, skey, control, layer):  # noqa: ANN001, ANN202
     if screen is not None:
-        return load_screen(screen, features=features, perturbation_key=pkey, state_key=skey, control=control,
-                           layer=layer)
+        return load_screen(
+            screen, features=features, perturbation_key=pkey, state_key=skey, control=control, layer=layer
+        )
     from ..datasets import simulate_screen
     from ..io import read_screen
 

@@ -8,8 +8,20 @@ import typer
 
 from ._app import app
 from ._common import (
-    AllowMissingOpt, BackedOpt, ControlOpt, FeaturesOpt, LayerOpt, MinCellsOpt, OverwriteOpt, PertKeyOpt,
-    ProgressOpt, ScreenArg, SmallOpt, StateKeyOpt, console, load_screen,
+    AllowMissingOpt,
+    BackedOpt,
+    ControlOpt,
+    FeaturesOpt,
+    LayerOpt,
+    MinCellsOpt,
+    OverwriteOpt,
+    PertKeyOpt,
+    ProgressOpt,
+    ScreenArg,
+    SmallOpt,
+    StateKeyOpt,
+    console,
+    load_screen,
 )  # fmt: skip
 
 

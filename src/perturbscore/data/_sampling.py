@@ -54,11 +54,21 @@ class KSchedule:
         return rng.integers(self.k_min, hi + 1, size=n)
 
 
-def sample_targets(pool: np.ndarray, n: int, *, alpha: float, rng: np.random.Generator) -> np.ndarray:
-    """``n`` targets ``normalise(q(P') + U(0, alpha)^C)`` with ``P'`` drawn from ``pool`` ``(P, C)``."""
+def sample_targets(
+    pool: np.ndarray, n: int, *, alpha: float, rng: np.random.Generator, uniform_frac: float = 0.0
+) -> np.ndarray:
+    """``n`` targets ``normalise(q(P') + U(0, alpha)^C)`` with ``P'`` drawn from ``pool`` ``(P, C)``.
+
+    A share ``uniform_frac`` of them is instead drawn from ``Dirichlet(0.5)`` over the whole simplex, so the
+    head also learns targets far from any observed mix (e.g. "all progenitor").
+    """
     base = pool[rng.integers(0, len(pool), size=n)]  # (n, C)
     noisy = base + rng.uniform(0.0, alpha, size=base.shape) if alpha > 0 else base
-    return noisy / noisy.sum(axis=1, keepdims=True)
+    out = noisy / noisy.sum(axis=1, keepdims=True)
+    if uniform_frac > 0:
+        wide = rng.random(n) < uniform_frac
+        out[wide] = rng.dirichlet(np.full(pool.shape[1], 0.5), size=int(wide.sum()))
+    return out
 
 
 def tv(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -116,6 +126,7 @@ class Episode:
             name: getattr(self, name).to(device)
             for name in ("segments", "perturbation", "k", "targets", "distances", "proportions", "cell_states")
         }
+
         def mv(x: object) -> object:
             return x.to(device) if isinstance(x, torch.Tensor) else x
 
@@ -150,6 +161,8 @@ class EpisodeSampler:
         Sample with replacement when a perturbation has fewer cells than ``k`` (else use all its cells).
     features
         ``(P, W, D)`` gene features, with ``has_features`` ``(P,)``.
+    uniform_targets
+        Share of targets drawn over the whole simplex instead of around observed mixes.
     reference_k
         If > 0, also draw ``reference_k`` cells per perturbation: a low-noise reference statistic for
         the recognition loss.
@@ -171,6 +184,7 @@ class EpisodeSampler:
         features: np.ndarray | None = None,
         has_features: np.ndarray | None = None,
         reference_k: int = 0,
+        uniform_targets: float = 0.0,
     ) -> None:
         if len(cell_index) == 0:
             raise ValueError("no perturbations to sample from")
@@ -181,7 +195,7 @@ class EpisodeSampler:
         self.perturbation_ids = np.asarray(perturbation_ids, dtype=np.int64)
         self.target_pool = np.asarray(target_pool, dtype=np.float64)
         self.schedule, self.n_targets, self.alpha = schedule, targets_per_perturbation, target_noise
-        self.replace_small, self.reference_k = replace_small, reference_k
+        self.replace_small, self.reference_k, self.uniform_targets = replace_small, reference_k, uniform_targets
         self.features = None if features is None else torch.as_tensor(features, dtype=torch.float32)
         self.has_features = None if has_features is None else torch.as_tensor(has_features, dtype=torch.bool)
 
@@ -194,7 +208,9 @@ class EpisodeSampler:
         P = len(self.cell_index)
         ks = self.schedule.draw(P, step, rng) if k is None else np.broadcast_to(np.asarray(k, np.int64), (P,))
         rows, used = self.draw_rows(ks, rng)
-        targets = sample_targets(self.target_pool, P * self.n_targets, alpha=self.alpha, rng=rng)
+        targets = sample_targets(
+            self.target_pool, P * self.n_targets, alpha=self.alpha, rng=rng, uniform_frac=self.uniform_targets
+        )
         targets = targets.reshape(P, self.n_targets, -1)  # (P, T, C)
         dist = tv(self.proportions[:, None, :], targets)  # (P, T)
         ref_inputs = ref_segments = None

@@ -49,10 +49,11 @@ def write_screen(screen: SyntheticScreen, directory: Path, *, overwrite: bool) -
 
 
 def write_features_npz(genes: np.ndarray, values: np.ndarray, path: str | Path) -> Path:
-    """Write ``values[i]`` (``(windows, dim)`` float32) under key ``genes[i]`` with :func:`numpy.savez`."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **{str(g): np.asarray(v, dtype=np.float32) for g, v in zip(genes, values, strict=True)})
-    return Path(path)
+    """Write ``values[i]`` (``(windows, dim)`` float32) under key ``genes[i]`` (the features file contract)."""
+    from ..data import GeneFeatures
+    from ..featurize import write_features
+
+    return write_features(GeneFeatures(genes, values), path, overwrite=True)
 
 
 def write_fasta(sequences: Mapping[str, str], path: str | Path, *, width: int = 80) -> Path:
@@ -66,8 +67,9 @@ def write_fasta(sequences: Mapping[str, str], path: str | Path, *, width: int = 
 
 def write_gmt(modules: Mapping[str, list[str]], path: str | Path) -> Path:
     """Write gene sets as GMT: ``name<TAB>description<TAB>gene<TAB>gene...`` per line."""
-    lines = [f"{name}\t{_describe(name)}\t" + "\t".join(genes) for name, genes in modules.items()]
-    return write_text_atomic(path, "\n".join(lines) + "\n")
+    from ..tl._enrichment import write_gmt as _write_gmt
+
+    return _write_gmt(modules, path, descriptions={name: _describe(name) for name in modules})
 
 
 def _describe(name: str) -> str:

@@ -65,8 +65,13 @@ def read_gmt(path: str | os.PathLike[str]) -> dict[str, list[str]]:
     return sets
 
 
-def write_gmt(gene_sets: Mapping[str, Sequence[str]], path: str | os.PathLike[str]) -> Path:
-    """Write gene sets to a GMT file atomically (the description field is ``na``).
+def write_gmt(
+    gene_sets: Mapping[str, Sequence[str]],
+    path: str | os.PathLike[str],
+    *,
+    descriptions: Mapping[str, str] | None = None,
+) -> Path:
+    """Write gene sets to a GMT file atomically (the description field is ``na`` unless given).
 
     Parameters
     ----------
@@ -74,6 +79,8 @@ def write_gmt(gene_sets: Mapping[str, Sequence[str]], path: str | os.PathLike[st
         Mapping set name -> genes.
     path
         Output path.
+    descriptions
+        Optional set name -> description (GMT's second column).
 
     Returns
     -------
@@ -88,7 +95,7 @@ def write_gmt(gene_sets: Mapping[str, Sequence[str]], path: str | os.PathLike[st
             )
         if not genes:
             raise InputError(f"gene set {name!r} is empty; GMT sets need at least one gene.")
-        lines.append("\t".join([tokens[0], "na", *tokens[1:]]))
+        lines.append("\t".join([tokens[0], (descriptions or {}).get(name, "na"), *tokens[1:]]))
     return write_text_atomic(path, "\n".join(lines) + "\n")
 
 

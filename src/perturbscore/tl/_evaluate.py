@@ -160,16 +160,18 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
             res["strength"] = float(base.strength_)
         out[name] = res
     static = {"train_mean": BASELINES["train_mean"]().fit(props[train_ids])}
-    have_feats = screen.features is not None and all(p in screen.features for p in setup.train + setup.val
-                                                     if p != screen.control)
+    have_feats = screen.features is not None and all(
+        p in screen.features for p in setup.train + setup.val if p != screen.control
+    )
     if have_feats:
         tr = [p for p in setup.train if p != screen.control]
         for name in ("ridge", "knn"):
             static[name] = BASELINES[name]().fit(props[train_ids], train_features=screen.feature_block(tr), rng=rng)
     for name, base in static.items():
         feats = screen.feature_block(setup.val) if name in ("ridge", "knn") else None
-        p_hat = base.predict_proportions(features=feats, index=None) if feats is not None else \
-            base.predict_proportions()
+        p_hat = (
+            base.predict_proportions(features=feats, index=None) if feats is not None else base.predict_proportions()
+        )
         p_hat = np.broadcast_to(p_hat, (len(setup.val), screen.n_states))
         pred = np.stack([_dist(p_hat, setup.targets[r]) for r in range(len(setup.targets))])
         out[name] = {"mae_sequence": float(np.abs(pred - true).mean()), **_ranking_metrics(pred, true)}
@@ -225,8 +227,15 @@ def evaluate(
     res = evaluate_model(model, setup, progress=progress)
     res["val_pred_loss"] = model.extra.get("best_val_pred_loss")
     scatter = res.pop("scatter", None)
-    results: dict = {"screen": screen.summary(), "seeds": [model.train_config.seed], "ks": list(ks), "eval_k": 10,
-                     "split": split | {"seed": model.train_config.split_seed}, "models": {}, "baselines": {}}
+    results: dict = {
+        "screen": screen.summary(),
+        "seeds": [model.train_config.seed],
+        "ks": list(ks),
+        "eval_k": 10,
+        "split": split | {"seed": model.train_config.split_seed},
+        "models": {},
+        "baselines": {},
+    }
     from ._reproduce import _append
 
     _append(results["models"].setdefault("perturbscore", {}), res)

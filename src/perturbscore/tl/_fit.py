@@ -134,8 +134,10 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> None:
     diff = sorted(k for k in new if k != "max_steps" and k in stored and stored[k] != new[k])
     if diff:
         shown = ", ".join(f"{k}: {stored[k]!r} -> {new[k]!r}" for k in diff[:6])
-        raise RunError(f"cannot resume {run_dir} with other settings ({shown}); resume with the original options "
-                       "or start a new run with --out/--overwrite")
+        raise RunError(
+            f"cannot resume {run_dir} with other settings ({shown}); resume with the original options "
+            "or start a new run with --out/--overwrite"
+        )
 
 
 def _write_yaml(path: Path, data: dict[str, Any]) -> None:

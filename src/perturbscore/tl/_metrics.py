@@ -16,6 +16,8 @@ from scipy.stats import rankdata
 
 from .._errors import InputError
 from .._utils import as_rng
+from ..data._sampling import sample_targets as _sampler_targets
+from ..data._sampling import tv as _tv
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ def tv_distance(p: np.ndarray, Q: np.ndarray) -> np.ndarray:
         raise InputError(
             f"proportions have {p.shape[-1]} states but the target has {Q.shape[-1]}; align the state order"
         )
-    return 0.5 * np.abs(p - Q).sum(axis=-1)
+    return _tv(p, Q)
 
 
 def l1_distance(p: np.ndarray, Q: np.ndarray) -> np.ndarray:
@@ -96,10 +98,8 @@ def sample_targets(
         raise InputError(f"train_props must be a non-empty (P, C) array, got shape {train_props.shape}")
     if alpha < 0 or n < 0:
         raise InputError(f"need alpha >= 0 and n >= 0, got alpha={alpha}, n={n}")
-    rng = as_rng(rng)
-    pick = rng.integers(0, train_props.shape[0], size=n)
-    noise = rng.uniform(0.0, alpha, size=(n, train_props.shape[1])) if alpha > 0 else 0.0
-    return normalise(train_props[pick] + noise)  # (n, C)
+    normalise(train_props)  # validates: finite, non-negative, no empty rows
+    return _sampler_targets(train_props, n, alpha=alpha, rng=as_rng(rng))  # the sampler's own draw
 
 
 # -- prediction quality ---------------------------------------------------------------------------

@@ -37,8 +37,10 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default-fusion": ("default", {"fuse_prior": False}),
     "default-cell_mix": ("default", {"cell_mix_head": False, "cell_mix_weight": 0.0}),
     "default-seq_loss": ("default", {"seq_weight": 0.0}),
-    "default-seed_k_schedule": ("default", {"k_min": 2, "k_max": 10, "k_start_max": 50, "shrink_steps": 1000,
-                                            "k_distribution": "uniform"}),
+    "default-seed_k_schedule": (
+        "default",
+        {"k_min": 2, "k_max": 10, "k_start_max": 50, "shrink_steps": 1000, "k_distribution": "uniform"},
+    ),
     "perturbscore": ("default", {}),
 }
 
@@ -96,10 +98,21 @@ def reproduce(
     """
     variants = variants or MODELS
     out = prepare_run_dir(out, overwrite=overwrite)
-    splits = kfold_splits(screen, folds=folds, seed=123) if folds else [
-        split_perturbations(screen, n_train=50, n_val=10, seed=123)]
-    results: dict = {"screen": screen.summary(), "seeds": list(seeds), "ks": list(ks), "eval_k": 10,
-                     "folds": folds, "models": {}, "baselines": {}, "split": splits[0].to_dict() | {"seed": 123}}
+    splits = (
+        kfold_splits(screen, folds=folds, seed=123)
+        if folds
+        else [split_perturbations(screen, n_train=50, n_val=10, seed=123)]
+    )
+    results: dict = {
+        "screen": screen.summary(),
+        "seeds": list(seeds),
+        "ks": list(ks),
+        "eval_k": 10,
+        "folds": folds,
+        "models": {},
+        "baselines": {},
+        "split": splits[0].to_dict() | {"seed": 123},
+    }
     for f, split in enumerate(splits):
         setup = make_setup(screen, train=split.train, val=split.val, ks=ks, n_resamples=n_resamples, rng=1000 + f)
         truth = truth_proportions(screen)
@@ -110,17 +123,30 @@ def reproduce(
                 tag = f"{key}-seed{s}" + (f"-fold{f}" if folds else "")
                 preset_name, over = variants[key]
                 over = over | (train_overrides or {}).get(key, {})
-                model = fit(screen, preset_name=preset_name, out=out / "runs" / tag, overwrite=True, seed=s,
-                            split=split, progress=progress, **over)
+                model = fit(
+                    screen,
+                    preset_name=preset_name,
+                    out=out / "runs" / tag,
+                    overwrite=True,
+                    seed=s,
+                    split=split,
+                    progress=progress,
+                    **over,
+                )
                 res = evaluate_model(model, setup)
                 res["val_pred_loss"] = model.extra.get("best_val_pred_loss")
                 scatter = res.pop("scatter", None)
                 if key == "perturbscore" and s == seeds[0] and f == 0:
                     results["scatter"] = scatter
                 _append(results["models"].setdefault(key, {}), res)
+                _write(out, results)  # after every run: a long reproduction is never lost to an interruption
+    _write(out, results)
+    return results
+
+
+def _write(out: Path, results: dict) -> None:
     write_json_atomic(out / "eval.json", results)
     write_text_atomic(out / "eval.md", render_eval_markdown(results))
-    return results
 
 
 def _append(acc: dict, res: dict) -> None:

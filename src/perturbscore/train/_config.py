@@ -25,6 +25,9 @@ class TrainConfig:
         ``k_start_max`` down to ``k_max`` over ``shrink_steps`` steps.
     targets_per_perturbation, target_noise
         Targets ``T`` per perturbation per step and their noise ``alpha``.
+    uniform_targets
+        Share of training targets drawn over the whole simplex (0 in the seed), so that users' targets far
+        from every observed mix (e.g. pure progenitor) are scored correctly.
     max_steps, steps_per_epoch, patience
         Step budget, steps between validations, early-stopping patience in epochs.
     lr, weight_decay, lr_schedule, warmup_steps
@@ -74,6 +77,7 @@ class TrainConfig:
     k_distribution: Literal["uniform", "loguniform"] = "loguniform"
     targets_per_perturbation: int = 8
     target_noise: float = 0.05
+    uniform_targets: float = 0.25
     max_steps: int = 3000
     steps_per_epoch: int = 100
     patience: int = 8
@@ -150,8 +154,14 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "cell_mix_head": False,
         "fuse_prior": False,
     }
-    seed_train = {"rec_mode": "seed", "seq_weight": 0.0, "state_weight": 0.0, "prop_weight": 0.0, "cell_mix_weight": 0.0}
-    seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0}
+    seed_train = {
+        "rec_mode": "seed",
+        "seq_weight": 0.0,
+        "state_weight": 0.0,
+        "prop_weight": 0.0,
+        "cell_mix_weight": 0.0,
+    }
+    seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0, "uniform_targets": 0.0}
     seed_train |= {"k_distribution": "uniform", "lr_schedule": "constant", "lr": 1e-3, "targets_per_perturbation": 1}
     if name == "seed-baseline":
         cfg = TrainConfig(preset=name, use_recognizer=False, k_min=60, k_max=60, rec_weight=0.0, **seed_train)
@@ -163,8 +173,20 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         cfg, model = TrainConfig(preset=name), {}
     else:
         raise InputError(f"unknown preset {name!r} (--preset); choose one of {', '.join(PRESETS)}")
-    model_keys = {"front_end", "head", "n_stat", "n_programs", "state_classifier", "recognizer_pooling",
-                  "cell_mix_head", "fuse_prior", "prior_strength", "recognizer_dropout", "n_components", "n_top_genes"}
+    model_keys = {
+        "front_end",
+        "head",
+        "n_stat",
+        "n_programs",
+        "state_classifier",
+        "recognizer_pooling",
+        "cell_mix_head",
+        "fuse_prior",
+        "prior_strength",
+        "recognizer_dropout",
+        "n_components",
+        "n_top_genes",
+    }
     model |= {k: v for k, v in overrides.items() if k in model_keys and v is not None}
     train_over = {k: v for k, v in overrides.items() if k not in model_keys and v is not None}
     return replace(cfg, **train_over), model

@@ -104,6 +104,7 @@ def make_sampler(
         schedule=schedule,
         targets_per_perturbation=config.targets_per_perturbation,
         target_noise=target_noise,
+        uniform_targets=config.uniform_targets if target_noise > 0 else 0.0,  # validation: observed mixes only
         replace_small=config.replace_small,
         features=feats,
         has_features=has,

@@ -87,12 +87,17 @@ def train_statistic(
     trainer = _trainer(config, run_dir, dataset, progress=progress)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     threads = torch.get_num_threads()
+    pl_logger = logging.getLogger("lightning.pytorch")
+    pl_level = pl_logger.level
+    if not logger.isEnabledFor(logging.DEBUG):  # Lightning's banners and tips are noise here
+        pl_logger.setLevel(logging.WARNING)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(config.seed)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
         try:
             trainer.fit(
                 module,
@@ -106,7 +111,9 @@ def train_statistic(
                 f"{ckpt} is not a plain perturbscore checkpoint (it holds pickled objects); refusing to load it. "
                 "Delete the checkpoints/ folder and train again without --resume."
             ) from err
-    torch.set_num_threads(threads)
+        finally:
+            torch.set_num_threads(threads)
+            pl_logger.setLevel(pl_level)
     best = trainer.checkpoint_callback.best_model_path
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]

@@ -30,7 +30,6 @@ def recognition_loss(recognized: torch.Tensor, stat: torch.Tensor, mode: str) ->
     return (((recognized - target) ** 2) / var).mean()
 
 
-
 def recognition_r2(recognized: torch.Tensor, stat: torch.Tensor) -> torch.Tensor:
     """``1 - residual / variance`` of the statistic across perturbations (DESIGN §3)."""
     if stat.shape[0] < 2:  # no spread to explain

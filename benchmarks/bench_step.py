@@ -1,0 +1,101 @@
+"""Training-step cost against the floor of its raw work (issue 8, item 1).
+
+The floor: gather the sampled rows from CSR (64 perturbations x 10 cells) and the sparse x dense
+products with f's weights (forward ``X W^T`` and backward ``X^T dY``). A training step is timed in its
+parts (sampling/gather, forward, backward, optimizer) for the seed's gene-space f and for the default
+PCA front end. Run: ``.venv/bin/python benchmarks/bench_step.py [--genes 15077]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from perturbscore.datasets import simulate_screen
+from perturbscore.io import read_screen
+from perturbscore.train import model_config_for, preset, split_perturbations
+from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
+from perturbscore.train._loop import build_net
+from perturbscore.train._module import StatisticModule
+
+
+def timeit(fn, n: int = 30) -> float:  # noqa: ANN001
+    fn()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t) / n * 1e3
+
+
+def floor(screen, rng: np.random.Generator) -> float:  # noqa: ANN001
+    w = np.random.default_rng(0).standard_normal((10, screen.n_genes)).astype(np.float32)
+    kos = [screen.cell_index[i] for i in range(min(64, len(screen.cell_index)))]
+
+    def work() -> None:
+        rows = np.concatenate([ix[rng.integers(0, len(ix), 10)] for ix in kos])
+        x = screen.rows.take(rows)
+        y = x @ w.T
+        _ = x.T @ y  # the weight gradient's product
+
+    return timeit(work)
+
+
+def step_parts(screen, name: str, rng: np.random.Generator) -> dict[str, float]:  # noqa: ANN001
+    cfg, over = preset(name, k_min=10, k_max=10, n_train=min(64, len(screen.knockouts)) - 1, n_val=1)
+    mcfg = model_config_for(screen, cfg, **over)
+    split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
+    net = build_net(mcfg, seed=0)
+    fit_front_end(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
+    take = input_taker(net.front, screen)
+    pool = screen.proportions
+    sampler = make_sampler(screen, split.train, take, config=cfg, target_pool=pool, schedule=schedule_of(cfg),
+                           target_noise=0.05, features=cfg.use_recognizer)  # fmt: skip
+    module = StatisticModule(net, cfg)
+    opt = module.configure_optimizers()
+    opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    parts = {"sample+gather": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
+    n = 30
+    for i in range(n + 3):
+        t0 = time.perf_counter()
+        ep = sampler.sample(i, rng)
+        t1 = time.perf_counter()
+        loss = module.compute(ep).total
+        t2 = time.perf_counter()
+        opt.zero_grad()
+        loss.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        if i >= 3:
+            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                parts[key] += dt / n * 1e3
+    return parts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--genes", type=int, default=15077)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t = time.perf_counter()
+    sim = simulate_screen(n_genes=args.genes, seed=0)
+    sim_s = time.perf_counter() - t
+    screen = read_screen(sim.adata, features=sim.features)
+    rng = np.random.default_rng(0)
+    fl = floor(screen, rng)
+    print(f"screen: {screen.n_cells} cells x {screen.n_genes} genes (simulated in {sim_s:.1f} s)")
+    print(f"floor (gather 640 rows + X W^T + X^T dY, scipy): {fl:.2f} ms")
+    print("| preset | sample+gather ms | forward ms | backward ms | optimizer ms | step ms | step / floor |")
+    print("|---|---|---|---|---|---|---|")
+    for name in ("seed-baseline", "seed-full", "default"):
+        p = step_parts(screen, name, rng)
+        total = sum(p.values())
+        cells = " | ".join(f"{v:.2f}" for v in p.values())
+        print(f"| {name} | {cells} | {total:.2f} | {total / fl:.1f}x |")
+
+
+if __name__ == "__main__":
+    main()
