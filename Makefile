@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/perturbscore demo --out $(DEMO_OUT) --overwrite
 
 test: $(STAMP)
-	MPLBACKEND=agg $(BIN)/python -m pytest -q -m "not slow" tests
+	MPLBACKEND=agg $(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -35,7 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py
 
 ablation: $(STAMP)
-	$(BIN)/perturbscore reproduce --ablation --seeds 0 --max-steps 1000 --out runs/ablation --overwrite --no-progress
+	$(BIN)/perturbscore reproduce --ablation --seeds 0 --max-steps 300 --out runs/ablation --overwrite --no-progress
 
 reproduce: $(STAMP)
 	$(BIN)/perturbscore reproduce --seeds 0,1,2 --max-steps 1500 --out runs/reproduce --overwrite --no-progress
