@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,47 +40,25 @@ class _Opened:
     truth: dict = field(default_factory=dict)
 
 
+def _report_damaged(read: Callable[..., Screen]) -> Callable[..., Screen]:
+    """Turn a file that opens but fails mid-read (truncated, bit-flipped) into an :class:`InputError`."""
+
+    @functools.wraps(read)
+    def wrapper(source: str | Path | ad.AnnData, **kwargs: object) -> Screen:
+        try:
+            return read(source, **kwargs)
+        except InputError:
+            raise
+        except (OSError, RuntimeError, KeyError, EOFError) as err:
+            if isinstance(source, str | Path):
+                raise v.unreadable(str(source), err) from err
+            raise
+
+    return wrapper
+
+
+@_report_damaged
 def read_screen(
-    source: str | Path | ad.AnnData,
-    *,
-    perturbation_key: str = KEYS.perturbation,
-    state_key: str = KEYS.state,
-    control: str | None = KEYS.control,
-    layer: str | None = None,
-    states: list[str] | tuple[str, ...] | None = None,
-    features: str | Path | GeneFeatures | None = None,
-    backed: bool = False,
-    min_cells: int = 1,
-    small: str = "drop",
-    allow_missing_features: bool = False,
-    normalize: bool | None = None,
-) -> Screen:
-    # The parameters and their documentation are _read_screen's (its docstring is copied below); this
-    # wrapper turns a file that opens but fails mid-read (truncated, bit-flipped) into an InputError.
-    try:
-        return _read_screen(
-            source,
-            perturbation_key=perturbation_key,
-            state_key=state_key,
-            control=control,
-            layer=layer,
-            states=states,
-            features=features,
-            backed=backed,
-            min_cells=min_cells,
-            small=small,
-            allow_missing_features=allow_missing_features,
-            normalize=normalize,
-        )
-    except InputError:
-        raise
-    except (OSError, RuntimeError, KeyError, EOFError) as err:
-        if isinstance(source, str | Path):
-            raise v.unreadable(str(source), err) from err
-        raise
-
-
-def _read_screen(
     source: str | Path | ad.AnnData,
     *,
     perturbation_key: str = KEYS.perturbation,
@@ -304,6 +284,3 @@ def _read_elem(node: h5py.Group | h5py.Dataset) -> object:
         from anndata.experimental import read_elem
 
     return read_elem(node)
-
-
-read_screen.__doc__ = _read_screen.__doc__
