@@ -84,13 +84,13 @@ def train_statistic(
     val_eps = [val_sampler.sample(config.max_steps, rng) for _ in range(config.val_episodes)]
     dataset = EpisodeDataset(train_sampler, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
     module = StatisticModule(net, config)
-    trainer = _trainer(config, run_dir, dataset, progress=progress)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     threads = torch.get_num_threads()
     pl_logger = logging.getLogger("lightning.pytorch")
     pl_level = pl_logger.level
     if not logger.isEnabledFor(logging.DEBUG):  # Lightning's banners and tips are noise here
         pl_logger.setLevel(logging.WARNING)
+    trainer = _trainer(config, run_dir, dataset, progress=progress)
     with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
         torch.manual_seed(config.seed)
         if config.threads > 0:
