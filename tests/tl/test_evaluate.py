@@ -53,3 +53,15 @@ def test_empirical_with_all_cells_is_exact_and_oracle_floor(screen) -> None:  # 
     truth = truth_proportions(screen)
     assert truth is not None
     assert np.allclose(truth.sum(1), 1)
+
+
+def test_kfold_splits_cover_every_knockout_once(screen) -> None:  # noqa: ANN001
+    from perturbscore.tl._reproduce import kfold_splits
+
+    splits = kfold_splits(screen, folds=5, seed=123)
+    assert len(splits) == 5
+    validated = [p for s in splits for p in s.val]
+    assert sorted(validated) == sorted(screen.knockouts)  # each knockout validates exactly once
+    for s in splits:
+        assert not set(s.val) & set(s.train)  # never split by cell: a knockout is on one side only
+        assert screen.control in s.train
