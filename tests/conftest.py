@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
 
 from perturbscore.datasets import SyntheticScreen, simulate_screen, synthetic_perturb_seq
+
+# Property tests draw the same examples on every run (CI included): a failure is reproducible.
+settings.register_profile("perturbscore", derandomize=True, deadline=None)
+settings.load_profile("perturbscore")
 
 
 @pytest.fixture(scope="session")

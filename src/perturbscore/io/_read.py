@@ -49,7 +49,7 @@ def _report_damaged(read: Callable[..., Screen]) -> Callable[..., Screen]:
             return read(source, **kwargs)
         except InputError:
             raise
-        except (OSError, RuntimeError, KeyError, EOFError) as err:
+        except Exception as err:  # h5py/anndata raise many types on damaged bytes (OSError, KeyError, ...)
             if isinstance(source, str | Path):
                 raise v.unreadable(str(source), err) from err
             raise
