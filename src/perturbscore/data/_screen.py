@@ -3,7 +3,7 @@
 A :class:`Screen` holds what training, evaluation and scoring need, and nothing AnnData-specific:
 a row source for expression (CSR in memory, or a reader over a file on disk), the cells of every
 perturbation, integer state codes in a fixed saved order, and ``q(P)`` per perturbation.
-Build one with :func:`perturbscore.io.read_screen` (from a file) or :func:`Screen.from_anndata`.
+Build one with :func:`perturbscore.io.read_screen` (from an ``.h5ad`` path or an AnnData in memory).
 """
 
 from __future__ import annotations

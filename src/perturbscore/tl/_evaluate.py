@@ -236,10 +236,19 @@ def evaluate(
         "models": {},
         "baselines": {},
     }
-    from ._reproduce import _append
-
-    _append(results["models"].setdefault("perturbscore", {}), res)
+    append_results(results["models"].setdefault("perturbscore", {}), res)
     base = evaluate_baselines(setup, truth=None if truth is None else truth[setup.val_ids])
-    _append(results["baselines"], base)
+    append_results(results["baselines"], base)
     results["scatter"] = scatter
     return results
+
+
+def append_results(acc: dict, res: dict) -> None:
+    """Accumulate one run's metrics into per-seed lists (nested dicts for per-k metrics)."""
+    for key, value in res.items():
+        if key in ("scatter",):
+            continue
+        if isinstance(value, dict):
+            append_results(acc.setdefault(key, {}), value)
+        elif value is not None:
+            acc.setdefault(key, []).append(float(value))

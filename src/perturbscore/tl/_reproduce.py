@@ -13,7 +13,7 @@ from .._utils import write_json_atomic, write_text_atomic
 from ..data import Screen
 from ..train import Split, split_perturbations
 from ._evaltable import render_eval_markdown
-from ._evaluate import DEFAULT_KS, evaluate_baselines, evaluate_model, make_setup, truth_proportions
+from ._evaluate import DEFAULT_KS, append_results, evaluate_baselines, evaluate_model, make_setup, truth_proportions
 from ._fit import fit
 from ._rundir import prepare_run_dir
 
@@ -118,7 +118,7 @@ def reproduce(
         truth = truth_proportions(screen)
         oracle = None if truth is None else truth[setup.val_ids]
         for s in seeds:
-            _append(results["baselines"], evaluate_baselines(setup, truth=oracle, rng=s))
+            append_results(results["baselines"], evaluate_baselines(setup, truth=oracle, rng=s))
             for key in models:
                 tag = f"{key}-seed{s}" + (f"-fold{f}" if folds else "")
                 preset_name, over = variants[key]
@@ -138,7 +138,7 @@ def reproduce(
                 scatter = res.pop("scatter", None)
                 if key == "perturbscore" and s == seeds[0] and f == 0:
                     results["scatter"] = scatter
-                _append(results["models"].setdefault(key, {}), res)
+                append_results(results["models"].setdefault(key, {}), res)
                 _write(out, results)  # after every run: a long reproduction is never lost to an interruption
     _write(out, results)
     return results
@@ -147,14 +147,3 @@ def reproduce(
 def _write(out: Path, results: dict) -> None:
     write_json_atomic(out / "eval.json", results)
     write_text_atomic(out / "eval.md", render_eval_markdown(results))
-
-
-def _append(acc: dict, res: dict) -> None:
-    """Accumulate one run's metrics into per-seed lists (nested dicts for per-k metrics)."""
-    for key, value in res.items():
-        if key in ("scatter",):
-            continue
-        if isinstance(value, dict):
-            _append(acc.setdefault(key, {}), value)
-        elif value is not None:
-            acc.setdefault(key, []).append(float(value))

@@ -151,8 +151,3 @@ def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, pro
         default_root_dir=str(run_dir),
         log_every_n_steps=max(1, config.steps_per_epoch),
     )
-
-
-def with_overrides(config: TrainConfig, **kw: object) -> TrainConfig:
-    """``config`` with the non-``None`` keyword values replaced."""
-    return replace(config, **{k: v for k, v in kw.items() if v is not None})
