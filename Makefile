@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test lint format bench ablation reproduce report-check clean
+.PHONY: setup demo test lint format bench bench-disk ablation reproduce report-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py
+	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_score.py
+
+# Writes a ~17 GiB simulated genome-wide screen to $TMPDIR once (about 30 min), then trains from disk.
+bench-disk: $(STAMP)
+	$(BIN)/python benchmarks/bench_disk.py
 
 ablation: $(STAMP)
 	$(BIN)/perturbscore reproduce --ablation --seeds 0 --max-steps 300 --out runs/ablation --overwrite --no-progress

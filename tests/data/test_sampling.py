@@ -84,3 +84,60 @@ def test_episode_shapes_distances_and_gathers_only_sampled_rows() -> None:
     np.testing.assert_allclose(ep.distances.numpy(), tv(props[:, None, :], ep.targets.numpy()), atol=1e-6)
     assert ep.segments.bincount().tolist() == ep.k.tolist()
     assert ((ep.k >= 2) & (ep.k <= 10)).all()
+
+
+# -- reading from disk: windows of adjacent rows, a batch of perturbations per step --------------
+def test_window_sampling_draws_distinct_cells_from_a_short_cyclic_run() -> None:
+    index = [np.arange(100, 300), np.arange(300, 310)]  # a 200-cell group, and one too small for a window
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(200):
+        rows, used = draw_rows(index, np.array([10, 5]), rng, window=4)
+        first = rows[:10]
+        assert list(used) == [10, 5]
+        assert len(set(first)) == 10
+        assert set(first) <= set(index[0])
+        pos = np.sort(first - 100)  # positions in the group
+        gaps = np.diff(np.r_[pos, pos[0] + 200])  # including the gap that wraps around
+        assert 200 - gaps.max() < 40  # all ten lie on a cyclic arc shorter than window * k = 40 rows
+        assert set(rows[10:]) <= set(index[1])
+        seen |= set(first.tolist())
+    assert len(seen) == 200  # every cell is reachable: the run starts anywhere, wrapping around
+
+
+def test_window_sampling_is_uniform_per_cell() -> None:
+    index = [np.arange(60)]
+    rng = np.random.default_rng(1)
+    hits = np.zeros(60)
+    for _ in range(6000):
+        rows, _ = draw_rows(index, np.array([5]), rng, window=4)
+        hits[rows] += 1
+    share = hits / hits.sum()
+    assert np.abs(share - 1 / 60).max() < 0.25 / 60  # each cell ~ k/n of the draws
+
+
+def test_perturbations_per_step_batches_consistent_episodes(medium_screen) -> None:  # noqa: ANN001
+    from perturbscore.io import read_screen
+
+    screen = read_screen(medium_screen.adata, features=medium_screen.features)
+    perts = screen.knockouts
+    ids = np.array([screen.index_of(p) for p in perts])
+    feats = screen.features.get(perts)
+    sampler = EpisodeSampler(
+        screen.rows.take, cell_index=[screen.cell_index[i] for i in ids], state_codes=screen.state_codes,
+        proportions=screen.proportions[ids], perturbation_ids=ids, target_pool=screen.proportions[ids],
+        schedule=KSchedule(3, 3), features=feats, has_features=np.ones(len(ids), bool), perturbations_per_step=5,
+    )  # fmt: skip
+    chosen = set()
+    for step in range(20):
+        ep = sampler.sample(step, np.random.default_rng(step))
+        assert ep.n_sets == 5
+        assert ep.inputs.shape[0] == 15
+        assert ep.features.shape[0] == ep.proportions.shape[0] == ep.targets.shape[0] == 5
+        for slot, pid in enumerate(ep.perturbation.tolist()):
+            np.testing.assert_allclose(ep.proportions[slot].numpy(), screen.proportions[pid], rtol=1e-6)
+            np.testing.assert_array_equal(
+                ep.features[slot].numpy(), screen.features.get([screen.perturbations[pid]])[0]
+            )
+        chosen |= set(ep.perturbation.tolist())
+    assert len(chosen) > 15  # different perturbations on different steps

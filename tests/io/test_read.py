@@ -221,3 +221,33 @@ def test_zarr_directory_without_suffix(tmp_path, adata):
 def test_backed_gap_merging_same_rows(screen_file, adata, gap):
     rows = H5Rows(screen_file(), gap=gap)
     np.testing.assert_allclose(_dense(rows.take(ROWS)), adata.X[ROWS].toarray(), rtol=1e-6)
+
+
+def test_merged_reads_stay_bounded() -> None:
+    from perturbscore.io._backed import _merge_spans, _runs
+
+    indptr = np.arange(0, 1001 * 100, 100)  # 1,000 rows of 100 values each
+    spans = _merge_spans(_runs(np.arange(0, 1000, 3)), indptr, gap=10_000, max_span=5_000)
+    assert all(indptr[b] - indptr[a] <= 5_000 for a, b in spans)
+    covered = np.concatenate([np.arange(a, b) for a, b in spans])
+    assert set(range(0, 1000, 3)) <= set(covered.tolist())
+
+
+def test_backed_rows_reopen_in_a_forked_child(tmp_path) -> None:  # noqa: ANN001
+    import multiprocessing as mp
+
+    from perturbscore.datasets import synthetic_perturb_seq
+    from perturbscore.io._backed import H5Rows
+
+    path = tmp_path / "s.h5ad"
+    synthetic_perturb_seq(seed=0).adata.write_h5ad(path)
+    rows = H5Rows(path)
+    expected = rows.take(np.array([5, 1, 900])).toarray()
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply(_take_in_child, (rows, [5, 1, 900]))
+    np.testing.assert_array_equal(got, expected)
+
+
+def _take_in_child(rows, idx):  # noqa: ANN001, ANN202
+    return rows.take(np.array(idx)).toarray()

@@ -105,3 +105,37 @@ def test_config_rejects_bad_values() -> None:
         ModelConfig(n_genes=10, n_states=3, front_end="nope")
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(n_genes=10, n_states=3, d_model=30, n_heads=4)
+
+
+def test_attention_pooling_equals_layernorm_then_softmax_weights() -> None:
+    """The fused pooling (no normalised copy of the features) computes exactly LN -> score -> softmax -> sum."""
+    from perturbscore.nn import SequenceRecognizer
+
+    torch.manual_seed(0)
+    t = SequenceRecognizer(32, 5, pooling="attention")
+    with torch.no_grad():
+        t.norm.weight.normal_()
+        t.norm.bias.normal_()
+    x = torch.randn(6, 50, 32) * 3 + 1
+    ln = t.norm(x)
+    w = torch.softmax(t.score(ln).squeeze(-1), dim=1)
+    torch.testing.assert_close(t.pool(x), (w.unsqueeze(-1) * ln).sum(1), rtol=1e-5, atol=1e-5)
+
+
+def test_front_end_fit_in_chunks_matches_one_block() -> None:
+    """Fitting from rows read a chunk at a time gives the same front end as fitting the whole sample."""
+    from perturbscore.nn import ModelConfig
+    from perturbscore.nn._frontend import FrontEnd, _column_sums
+
+    x = sp.random(300, 40, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    total, sumsq = _column_sums(x, block=97)  # several blocks
+    dense = x.toarray().astype(np.float64)
+    np.testing.assert_allclose(total, dense.sum(0), rtol=1e-6)
+    np.testing.assert_allclose(sumsq, (dense**2).sum(0), rtol=1e-6)
+    cfg = ModelConfig(n_genes=40, n_states=5, front_end="pca", n_top_genes=20, n_components=4)
+    whole, chunked = FrontEnd(cfg), FrontEnd(cfg)
+    whole.fit(x)
+    rows = np.arange(300)
+    chunked.fit_rows(lambda r: x[r], rows, chunk=7)
+    for name in ("gene_index", "mean", "sd", "components"):
+        torch.testing.assert_close(getattr(whole, name), getattr(chunked, name), rtol=1e-4, atol=1e-5)

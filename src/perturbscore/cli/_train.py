@@ -44,6 +44,14 @@ def train(
     accelerator: str | None = typer.Option(None, "--accelerator", help="Lightning accelerator: cpu, gpu, auto."),
     devices: str | None = typer.Option(None, "--devices", help="Lightning devices (e.g. 1, 4, auto)."),
     strategy: str | None = typer.Option(None, "--strategy", help="Lightning strategy (e.g. ddp)."),
+    num_nodes: int | None = typer.Option(None, "--num-nodes", help="Machines (torchrun/SLURM multi-node DDP)."),
+    perturbations_per_step: int | None = typer.Option(
+        None, "--perturbations-per-step", help="Perturbations per step (0: all; genome-wide screens: e.g. 64)."
+    ),
+    sample_window: int | None = typer.Option(
+        None, "--sample-window", help="Draw k cells from a run of WINDOW x k adjacent rows (default: 4 on disk)."
+    ),
+    prefetch: int | None = typer.Option(None, "--prefetch", help="Episodes drawn ahead (default: 4 on disk)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
@@ -68,5 +76,10 @@ def train(
         data, preset_name=preset, out=out, overwrite=overwrite, resume=resume, progress=progress,
         max_steps=max_steps, k_min=k_min, k_max=k_max, lr=lr, rec_weight=rec_weight, loss=loss, n_train=n_train,
         n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
+        num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
+        prefetch=prefetch,
     )  # fmt: skip
-    console.print(f"[green]trained[/] model in [bold]{out / 'model'}[/]; metrics in {out / 'metrics.csv'}")
+    from ..train._dist import is_main_process
+
+    if is_main_process():
+        console.print(f"[green]trained[/] model in [bold]{out / 'model'}[/]; metrics in {out / 'metrics.csv'}")

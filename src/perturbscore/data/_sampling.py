@@ -77,17 +77,29 @@ def tv(p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 def draw_rows(
-    cell_index: list[np.ndarray], k: np.ndarray, rng: np.random.Generator, *, replace_small: bool = True
+    cell_index: list[np.ndarray],
+    k: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    replace_small: bool = True,
+    window: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``k[p]`` cells of each perturbation ``p`` (without replacement where it has enough cells).
 
     A perturbation with fewer than ``k[p]`` cells is sampled with replacement (``replace_small``) or gives
-    all its cells. Returns the concatenated row indices and the number of cells used per perturbation.
+    all its cells. With ``window > 0`` the ``k`` cells are drawn from a random run of ``window * k``
+    consecutive entries of the perturbation's index (cyclically): on a screen stored grouped by
+    perturbation, in random order within groups, that is still a uniformly random set of cells, and it
+    is read from disk as one short run instead of ``k`` scattered rows. Returns the concatenated row
+    indices and the number of cells used per perturbation.
     """
     rows, used = [], np.empty(len(k), dtype=np.int64)
     for p, (ix, kp) in enumerate(zip(cell_index, k, strict=True)):
         n = len(ix)
-        if n >= kp:
+        if window > 0 and n > window * kp:
+            span = (rng.integers(n) + np.arange(window * kp)) % n  # (window * k,) a cyclic run
+            pick = ix[np.sort(span[rng.choice(span.size, size=kp, replace=False)])]
+        elif n >= kp:
             pick = ix[rng.choice(n, size=kp, replace=False)] if kp < n else ix
         elif replace_small:
             pick = ix[rng.integers(0, n, size=kp)]
@@ -166,6 +178,11 @@ class EpisodeSampler:
     reference_k
         If > 0, also draw ``reference_k`` cells per perturbation: a low-noise reference statistic for
         the recognition loss.
+    perturbations_per_step
+        If > 0 and fewer than the perturbations, each episode covers this many of them, drawn at random
+        (genome-wide screens: a step cannot hold 10,000 perturbations).
+    window
+        Draw each perturbation's cells from a short run of its rows (see :func:`draw_rows`).
     """
 
     def __init__(
@@ -185,6 +202,8 @@ class EpisodeSampler:
         has_features: np.ndarray | None = None,
         reference_k: int = 0,
         uniform_targets: float = 0.0,
+        perturbations_per_step: int = 0,
+        window: int = 0,
     ) -> None:
         if len(cell_index) == 0:
             raise ValueError("no perturbations to sample from")
@@ -198,36 +217,52 @@ class EpisodeSampler:
         self.replace_small, self.reference_k, self.uniform_targets = replace_small, reference_k, uniform_targets
         self.features = None if features is None else torch.as_tensor(features, dtype=torch.float32)
         self.has_features = None if has_features is None else torch.as_tensor(has_features, dtype=torch.bool)
+        self.perturbations_per_step, self.window = int(perturbations_per_step), int(window)
 
-    def draw_rows(self, k: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Row indices of ``k[p]`` cells of each perturbation, and the actual counts used."""
-        return draw_rows(self.cell_index, k, rng, replace_small=self.replace_small)
+    def draw_rows(
+        self, k: np.ndarray, rng: np.random.Generator, subset: np.ndarray | None = None, *, window: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices of ``k[p]`` cells of each perturbation (of ``subset``), and the actual counts used."""
+        index = self.cell_index if subset is None else [self.cell_index[i] for i in subset]
+        window = self.window if window is None else window
+        return draw_rows(index, k, rng, replace_small=self.replace_small, window=window)
 
     def sample(self, step: int, rng: np.random.Generator, *, k: int | np.ndarray | None = None) -> Episode:
         """One episode at training ``step`` (``k`` overrides the schedule: an int or one per perturbation)."""
-        P = len(self.cell_index)
+        n_all = len(self.cell_index)
+        sub = None
+        if 0 < self.perturbations_per_step < n_all:
+            sub = np.sort(rng.choice(n_all, size=self.perturbations_per_step, replace=False))
+        P = n_all if sub is None else sub.size
         ks = self.schedule.draw(P, step, rng) if k is None else np.broadcast_to(np.asarray(k, np.int64), (P,))
-        rows, used = self.draw_rows(ks, rng)
+        rows, used = self.draw_rows(ks, rng, sub)
         targets = sample_targets(
             self.target_pool, P * self.n_targets, alpha=self.alpha, rng=rng, uniform_frac=self.uniform_targets
         )
         targets = targets.reshape(P, self.n_targets, -1)  # (P, T, C)
-        dist = tv(self.proportions[:, None, :], targets)  # (P, T)
+        props = self.proportions if sub is None else self.proportions[sub]  # (P, C)
+        dist = tv(props[:, None, :], targets)  # (P, T)
         ref_inputs = ref_segments = None
         if self.reference_k > 0:
-            ref_rows, ref_used = self.draw_rows(np.full(P, self.reference_k), rng)
+            # on disk, the reference (a low-noise target, not training variety) is one run of adjacent rows
+            ref_window = 1 if self.window else 0
+            ref_rows, ref_used = self.draw_rows(np.full(P, self.reference_k), rng, sub, window=ref_window)
             ref_inputs, ref_segments = self.take(ref_rows), torch.from_numpy(np.repeat(np.arange(P), ref_used))
         return Episode(
             inputs=self.take(rows),
             segments=torch.from_numpy(np.repeat(np.arange(P), used)),
-            perturbation=torch.from_numpy(self.perturbation_ids),
+            perturbation=torch.from_numpy(self.perturbation_ids if sub is None else self.perturbation_ids[sub]),
             k=torch.from_numpy(used),
             targets=torch.from_numpy(targets.astype(np.float32)),
             distances=torch.from_numpy(dist.astype(np.float32)),
-            proportions=torch.from_numpy(self.proportions.astype(np.float32)),
+            proportions=torch.from_numpy(props.astype(np.float32)),
             cell_states=torch.from_numpy(self.state_codes[rows].astype(np.int64)),
-            features=self.features,
-            has_features=self.has_features,
+            features=_subset(self.features, sub),
+            has_features=_subset(self.has_features, sub),
             ref_inputs=ref_inputs,
             ref_segments=ref_segments,
         )
+
+
+def _subset(x: torch.Tensor | None, sub: np.ndarray | None) -> torch.Tensor | None:
+    return x if x is None or sub is None else x[torch.from_numpy(sub)]

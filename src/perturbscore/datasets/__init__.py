@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._large import write_large_screen
 from ._reference import challenge_cells_per_ko
 from ._simulate import PLANTED_KNOCKOUT, PLANTED_MIX, SyntheticScreen, simulate_screen, synthetic_perturb_seq
 from ._write import write_fasta, write_features_npz, write_gmt
@@ -16,4 +17,5 @@ __all__ = [
     "write_fasta",
     "write_features_npz",
     "write_gmt",
+    "write_large_screen",
 ]

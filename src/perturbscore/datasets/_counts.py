@@ -14,7 +14,9 @@ costs time only per UMI, not per entry. Nothing dense larger than a chunk is eve
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +39,7 @@ class _Layout:
     special_pos: np.ndarray  # (S,) positions of the module genes among dense_cols
     marker: np.ndarray  # (C, S) float32
     program: np.ndarray  # (K, S) float32
-    ko_pos: np.ndarray  # (n_knockouts,) position of each knocked-out gene among dense_cols
+    ko_pos: np.ndarray  # (n_knockouts,) position of each knocked-out gene among dense_cols (-1: off the panel)
     low_cols: np.ndarray  # (G - D,)
     low_cum: np.ndarray  # (G - D,) cumulative share of the Poisson genes
 
@@ -46,21 +48,42 @@ def simulate_counts(
     design: Design, plan: CellPlan, *, seed: np.random.SeedSequence, progress: bool = False
 ) -> sp.csr_matrix:
     """Raw UMI counts ``(n_cells, n_genes)`` as float32 CSR with sorted indices."""
+    parts = list(iter_counts(design, plan, seed=seed, progress=progress))
+    return sp.vstack(parts, format="csr", dtype=np.float32)
+
+
+def iter_counts(
+    design: Design,
+    plan: CellPlan,
+    *,
+    seed: np.random.SeedSequence,
+    order: np.ndarray | None = None,
+    progress: bool = False,
+) -> Iterator[sp.csr_matrix]:
+    """Raw UMI counts of the cells ``order`` (default: plan order), :data:`CHUNK` rows at a time, in order.
+
+    Chunks are drawn on a few threads with at most two per thread in flight, so memory stays at a few
+    chunks whatever the screen's size; the same seed gives the same counts for any number of threads.
+    """
     layout = _layout(design, plan)
-    starts = list(range(0, plan.n_cells, CHUNK))
+    order = np.arange(plan.n_cells) if order is None else np.asarray(order, dtype=np.int64)
+    starts = list(range(0, order.size, CHUNK))
     seeds = seed.spawn(len(starts))
     n_genes = design.genes.size
 
     def run(i: int) -> sp.csr_matrix:
-        rows = np.arange(starts[i], min(starts[i] + CHUNK, plan.n_cells))
+        rows = order[starts[i] : starts[i] + CHUNK]
         return _chunk(layout, plan, rows, n_genes, np.random.default_rng(seeds[i]))
 
     workers = max(1, min(4, os.cpu_count() or 1, len(starts)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        parts = list(
-            track(pool.map(run, range(len(starts))), progress=progress, description="cells", total=len(starts))
-        )
-    return sp.vstack(parts, format="csr", dtype=np.float32)
+        pending: deque[Future[sp.csr_matrix]] = deque()
+        for i in track(range(len(starts)), progress=progress, description="cells", total=len(starts)):
+            pending.append(pool.submit(run, i))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def log_normalize(counts: sp.csr_matrix, *, target: float = 1e4) -> sp.csr_matrix:
@@ -77,9 +100,9 @@ def _layout(design: Design, plan: CellPlan) -> _Layout:
     log_share = design.log_abundance - np.log(REFERENCE_GENES) - BACKGROUND_SD**2 / 2
     big_cell = float(np.quantile(plan.library, 0.999)) if plan.n_cells else 0.0
     col = {g: i for i, g in enumerate(design.genes)}
-    ko_cols = np.array([col[g] for g in design.knockouts], dtype=np.int64)
+    ko_cols = np.array([col.get(g, -1) for g in design.knockouts], dtype=np.int64)  # -1: not measured
     loud = np.flatnonzero(design.dispersion * big_cell * np.exp(log_share) >= 0.1)
-    dense = np.unique(np.concatenate([design.special_cols, ko_cols, loud]))
+    dense = np.unique(np.concatenate([design.special_cols, ko_cols[ko_cols >= 0], loud]))
     low = np.setdiff1d(np.arange(n_genes), dense)
     return _Layout(
         dense_cols=dense,
@@ -88,7 +111,7 @@ def _layout(design: Design, plan: CellPlan) -> _Layout:
         special_pos=np.searchsorted(dense, design.special_cols),
         marker=design.marker_lfc.astype(np.float32),
         program=design.program_lfc.astype(np.float32),
-        ko_pos=np.searchsorted(dense, ko_cols),
+        ko_pos=np.where(ko_cols >= 0, np.searchsorted(dense, ko_cols), -1),
         low_cols=low,
         low_cum=np.cumsum(np.exp(log_share[low])),
     )
@@ -103,6 +126,7 @@ def _chunk(layout: _Layout, plan: CellPlan, rows: np.ndarray, n_genes: int, rng:
     )  # (n, S)
     pert = plan.perturbation[rows]
     hit = np.flatnonzero(pert >= 0)
+    hit = hit[layout.ko_pos[pert[hit]] >= 0]  # knocked-out genes the panel measures
     loglam[hit, layout.ko_pos[pert[hit]]] -= plan.ko_drop[rows][hit].astype(np.float32)
     flat, v_d = negative_binomial(np.exp(loglam), layout.phi, rng)
     r_d, c_d = np.divmod(flat, layout.dense_cols.size)

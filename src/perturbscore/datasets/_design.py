@@ -60,6 +60,11 @@ def module_size(n_genes: int) -> int:
     return int(np.clip(round(n_genes / 60), 12, 40))
 
 
+def panel_room(n_genes: int) -> int:
+    """How many knocked-out genes a panel of ``n_genes`` can measure beside the modules (may be <= 0)."""
+    return n_genes - (len(CHALLENGE_STATES) + N_PROGRAMS) * module_size(n_genes) - 10
+
+
 def check_sizes(*, n_genes: int, n_knockouts: int, effect_dim: int) -> None:
     """Raise :class:`InputError` when the gene panel cannot hold the modules and the knockouts."""
     if n_knockouts < 1:
@@ -68,7 +73,7 @@ def check_sizes(*, n_genes: int, n_knockouts: int, effect_dim: int) -> None:
         raise InputError(
             f"effect_dim={effect_dim}: the latent effect needs at least one dimension; pass effect_dim >= 1"
         )
-    need = n_knockouts + (len(CHALLENGE_STATES) + N_PROGRAMS) * module_size(n_genes) + 10
+    need = n_genes - panel_room(n_genes) + n_knockouts
     if n_genes < need:
         raise InputError(
             f"n_genes={n_genes} is too small for {n_knockouts} knockouts plus the state-marker and program "
@@ -84,11 +89,18 @@ def build_design(
     effect_dim: int,
     planted: Mapping[str, Sequence[float]] | None,
     rng: np.random.Generator,
+    off_panel: bool = False,
 ) -> Design:
-    """Draw the genes, modules, effects and true mixes of one screen (see module docstring)."""
-    check_sizes(n_genes=n_genes, n_knockouts=n_knockouts, effect_dim=effect_dim)
+    """Draw the genes, modules, effects and true mixes of one screen (see module docstring).
+
+    With ``off_panel`` a screen may knock out more genes than its panel measures (as genome-wide screens
+    do): knocked-out genes make up at most a tenth of the panel (they are highly expressed, so more would
+    inflate every cell's counts), and the rest are knocked out without being measured.
+    """
+    n_in_panel = min(n_knockouts, panel_room(n_genes), n_genes // 10) if off_panel else n_knockouts
+    check_sizes(n_genes=n_genes, n_knockouts=max(n_in_panel, min(n_knockouts, 1)), effect_dim=effect_dim)
     states = CHALLENGE_STATES
-    knockouts, background, extra = _names(n_genes, n_knockouts, n_unseen, planted or {}, rng)
+    knockouts, background, extra = _names(n_genes, n_knockouts, n_unseen, planted or {}, rng, n_in_panel=n_in_panel)
     size = module_size(n_genes)
     pool = rng.permutation(background)
     modules: dict[str, list[str]] = {}
@@ -99,13 +111,13 @@ def build_design(
         modules[f"effect_program_{k + 1}"] = sorted(pool[offset + k * size : offset + (k + 1) * size].tolist())
     spare = pool[offset + N_PROGRAMS * size :][:n_unseen].tolist()  # unseen genes: panel genes outside modules,
     unseen = [*spare, *extra[: n_unseen - len(spare)].tolist()]  # then names beyond the panel
-    genes = rng.permutation(np.concatenate([knockouts, background]))
+    genes = rng.permutation(np.concatenate([knockouts[:n_in_panel], background]))
     col = {g: i for i, g in enumerate(genes)}
     special = np.array(sorted(col[g] for m in modules.values() for g in m), dtype=np.int64)
     spos = {c: j for j, c in enumerate(special)}
 
     log_ab = rng.normal(0.0, BACKGROUND_SD, genes.size)
-    boosted = np.concatenate([special, [col[g] for g in knockouts]])
+    boosted = np.concatenate([special, [col[g] for g in knockouts[:n_in_panel]]]).astype(np.int64)
     log_ab[boosted] = rng.normal(SPECIAL_MEAN, SPECIAL_SD, boosted.size)
     dispersion = np.exp(rng.normal(np.log(0.3), 0.4, genes.size))
 
@@ -150,9 +162,18 @@ def build_design(
 
 
 def _names(
-    n_genes: int, n_knockouts: int, n_unseen: int, planted: Mapping[str, Sequence[float]], rng: np.random.Generator
+    n_genes: int,
+    n_knockouts: int,
+    n_unseen: int,
+    planted: Mapping[str, Sequence[float]],
+    rng: np.random.Generator,
+    *,
+    n_in_panel: int,
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Knockout symbols (planted ones, then real ones, then generated), background genes, spare names."""
+    """Knockout symbols (planted ones, then real ones, then generated), background genes, spare names.
+
+    The first ``n_in_panel`` knockouts are panel genes; the background fills the rest of the panel.
+    """
     real = list(challenge_summary().knockouts)
     unknown = [g for g in planted if g not in real]
     if unknown:
@@ -161,12 +182,12 @@ def _names(
         raise InputError(f"{len(planted)} planted knockouts but n_knockouts={n_knockouts}; raise n_knockouts")
     others = [str(g) for g in rng.permutation([g for g in real if g not in planted])]
     chosen = [*planted, *others[: max(0, n_knockouts - len(planted))]]
-    n_generated = n_genes - len(chosen) + n_unseen
+    n_new = n_knockouts - len(chosen)
+    n_background = n_genes - n_in_panel
+    n_generated = n_new + n_background + n_unseen
     width = max(5, len(str(n_generated)))
     generated = np.array([f"Gm{i:0{width}d}" for i in range(1, n_generated + 1)])
-    n_new = n_knockouts - len(chosen)
     knockouts = [*chosen, *generated[:n_new].tolist()]
-    n_background = n_genes - n_knockouts
     return knockouts, generated[n_new : n_new + n_background], generated[n_new + n_background :]
 
 

@@ -268,6 +268,18 @@ def _anndata(design: Design, plan: CellPlan, raw, params: dict, motifs: MotifMap
         },
         index=pd.Index([f"cell{i:06d}" for i in range(plan.n_cells)]),
     )
+    adata = ad.AnnData(
+        X=log_normalize(raw),
+        obs=obs,
+        var=pd.DataFrame(index=pd.Index(design.genes.astype(str))),
+        layers={KEYS.raw_layer: raw},
+        uns={KEYS.truth: truth_uns(design, params, motifs)},
+    )
+    return adata
+
+
+def truth_uns(design: Design, params: dict, motifs: MotifMap | None) -> dict:
+    """The ground truth stored in ``uns["perturbscore_truth"]``."""
     n_ko = len(design.knockouts)
     names = [*design.knockouts, *design.unseen, KEYS.control]
     truth = {
@@ -283,14 +295,7 @@ def _anndata(design: Design, plan: CellPlan, raw, params: dict, motifs: MotifMap
     if motifs is not None:
         truth["motifs"] = np.array(motifs.motifs, dtype=str)
         truth["motif_loadings"] = motifs.loadings
-    adata = ad.AnnData(
-        X=log_normalize(raw),
-        obs=obs,
-        var=pd.DataFrame(index=pd.Index(design.genes.astype(str))),
-        layers={KEYS.raw_layer: raw},
-        uns={KEYS.truth: truth},
-    )
-    return adata
+    return truth
 
 
 def _truth_frame(design: Design, counts: np.ndarray, n_control: int) -> pd.DataFrame:

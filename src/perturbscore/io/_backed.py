@@ -8,6 +8,7 @@ run's ``data``/``indices`` slice in one go, and hands the rows back in the reque
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,11 +43,20 @@ def _runs(sorted_rows: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
-def _merge_spans(runs: list[tuple[int, int]], indptr: np.ndarray, gap: int) -> list[tuple[int, int]]:
-    """Merge runs whose stored values lie at most ``gap`` apart, so one read covers both (and the gap)."""
+#: Longest read (stored values) that merging runs may build: merging saves calls, not unbounded bytes.
+MAX_SPAN = 1 << 20
+
+
+def _merge_spans(
+    runs: list[tuple[int, int]], indptr: np.ndarray, gap: int, max_span: int = MAX_SPAN
+) -> list[tuple[int, int]]:
+    """Merge runs whose stored values lie at most ``gap`` apart, so one read covers both (and the gap).
+
+    A merged read never grows past ``max_span`` values (a long single row is still read whole).
+    """
     spans: list[tuple[int, int]] = []
     for start, stop in runs:
-        if spans and indptr[start] - indptr[spans[-1][1]] <= gap:
+        if spans and indptr[start] - indptr[spans[-1][1]] <= gap and indptr[stop] - indptr[spans[-1][0]] <= max_span:
             spans[-1] = (spans[-1][0], stop)
         else:
             spans.append((start, stop))
@@ -81,6 +91,7 @@ class H5Rows:
         self.normalize = normalize
         self.gap = int(gap)
         self._file: h5py.File | None = None
+        self._pid = os.getpid()
         node = self._node()
         self.kind = matrix_kind(node)
         if self.kind == "csc":
@@ -98,8 +109,11 @@ class H5Rows:
 
     # -- file handle (reopened lazily, so the object pickles to worker processes) ----------
     def _node(self) -> h5py.Group | h5py.Dataset:
+        if self._file is not None and self._pid != os.getpid():  # a forked child: never share the parent's handle
+            self._file = None
         if self._file is None:
             self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
         return self._file[self.key]
 
     def __getstate__(self) -> dict:

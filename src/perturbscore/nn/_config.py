@@ -35,7 +35,7 @@ class ModelConfig:
     head_slots, head_hidden
         Attention slots ``n`` and MLP width of H.
     recognizer_pooling, recognizer_hidden, recognizer_dropout
-        T's pooling over windows, MLP width and dropout.
+        T's pooling over windows (``"mean"``, ``"attention"``, ``"gaussian"``, ``"conv"``), MLP width and dropout.
     state_classifier
         Add a per-cell state classifier on f (for the auxiliary state loss).
     cell_mix_head
@@ -45,6 +45,10 @@ class ModelConfig:
         Where gene features exist, combine the cells' statistic with T's prediction as a prior,
         ``(k s_cells + kappa T(g)) / (k + kappa)`` with a learned ``kappa`` (initial ``prior_strength``):
         few cells lean on the sequence, many cells override it; no cells gives ``T(g)``.
+    recognizer_head
+        T's read-out: ``"mlp"`` (trained by gradient, the seed) or ``"ridge"`` (closed-form, penalty by
+        leave-one-out; see :class:`~perturbscore.nn.SequenceRecognizer`; opt-in, best with ``"gaussian"``
+        pooling). ``None``: ``"ridge"``, except with the seed's ``"conv"`` pooling, which keeps the MLP.
     """
 
     n_genes: int
@@ -60,13 +64,14 @@ class ModelConfig:
     head: Literal["attention", "structured"] = "structured"
     head_slots: int = 20
     head_hidden: int = 128
-    recognizer_pooling: Literal["mean", "attention", "conv"] = "attention"
+    recognizer_pooling: Literal["mean", "attention", "gaussian", "conv"] = "attention"
     recognizer_hidden: int = 128
     recognizer_dropout: float = 0.0
     state_classifier: bool = True
     cell_mix_head: bool = True
     fuse_prior: bool = True
     prior_strength: float = 5.0
+    recognizer_head: Literal["mlp", "ridge"] | None = "mlp"
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:
@@ -75,8 +80,17 @@ class ModelConfig:
             raise ValueError(f"front_end must be 'genes', 'standardize' or 'pca', not {self.front_end!r}")
         if self.head not in ("attention", "structured"):
             raise ValueError(f"head must be 'attention' or 'structured', not {self.head!r}")
+        if self.recognizer_head not in (None, "mlp", "ridge"):
+            raise ValueError(f"recognizer_head must be 'mlp' or 'ridge', not {self.recognizer_head!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
+
+    @property
+    def t_head(self) -> Literal["mlp", "ridge"]:
+        """T's read-out after resolving ``recognizer_head=None``."""
+        if self.recognizer_head is not None:
+            return self.recognizer_head
+        return "mlp" if self.recognizer_pooling == "conv" else "ridge"
 
     @property
     def n_selected(self) -> int:

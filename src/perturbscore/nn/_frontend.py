@@ -55,8 +55,30 @@ class FrontEnd(nn.Module):
     def fit(self, x: sp.csr_matrix, *, seed: int = 0) -> None:
         """Fit selection, standardisation and PCA on training cells ``x`` (a CSR sample, up to ~20k rows)."""
         x = sp.csr_matrix(x, dtype=np.float32)
-        mean = np.asarray(x.mean(axis=0)).ravel()
-        var = np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2
+        self.fit_rows(lambda rows: x[rows], np.arange(x.shape[0]), seed=seed)
+
+    @torch.no_grad()
+    def fit_rows(self, take, rows: np.ndarray, *, seed: int = 0, chunk: int = 2048) -> None:  # noqa: ANN001
+        """Fit on the cells ``take(rows)`` (CSR), read ``chunk`` rows at a time.
+
+        The sample is never held whole: one pass accumulates per-gene moments, and for PCA a second pass
+        fills the dense ``(len(rows), n_selected)`` float32 block of the selected genes (the only large
+        allocation, fixed by the sample size and ``n_top_genes``).
+        """
+        n_genes = self.mean.numel() if self.kind != "pca" else None
+        parts = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
+        total = sumsq = None
+        for part in parts:
+            block = sp.csr_matrix(take(part), dtype=np.float32)
+            if total is None:
+                n_genes = block.shape[1]
+                total, sumsq = np.zeros(n_genes), np.zeros(n_genes)
+            t, q = _column_sums(block)
+            total += t
+            sumsq += q
+        n = max(len(rows), 1)
+        mean = total / n
+        var = sumsq / n - mean**2
         sd = np.sqrt(np.maximum(var, 0)) + 1e-3
         if self.kind != "pca":
             self.mean.copy_(torch.from_numpy(mean))
@@ -64,7 +86,14 @@ class FrontEnd(nn.Module):
             return
         n_sel = self.gene_index.numel()
         order = np.sort(np.argsort(-var, kind="stable")[:n_sel])
-        dense = (x[:, order].toarray() - mean[order]) / sd[order]  # (N, n_sel); a sample only
+        dense = np.empty((len(rows), n_sel), dtype=np.float32)  # a sample only, standardised in place
+        start = 0
+        for part in parts:
+            stop = start + len(part)
+            dense[start:stop] = sp.csr_matrix(take(part), dtype=np.float32)[:, order].toarray()
+            start = stop
+        dense -= mean[order].astype(np.float32)
+        dense /= sd[order].astype(np.float32)
         np.clip(dense, -10, 10, out=dense)
         n_comp = self.components.shape[0]
         from sklearn.utils.extmath import randomized_svd
@@ -74,3 +103,14 @@ class FrontEnd(nn.Module):
         self.mean.copy_(torch.from_numpy(mean[order].astype(np.float32)))
         self.sd.copy_(torch.from_numpy(sd[order].astype(np.float32)))
         self.components.copy_(torch.from_numpy(vt.astype(np.float32)))
+
+
+def _column_sums(x: sp.csr_matrix, block: int = 1 << 22) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene sum and sum of squares of CSR ``x``, float64, without copying the matrix."""
+    g = x.shape[1]
+    total, sumsq = np.zeros(g), np.zeros(g)
+    for lo in range(0, x.nnz, block):  # bounded temporaries however many values the block holds
+        idx, val = x.indices[lo : lo + block], x.data[lo : lo + block].astype(np.float64)
+        total += np.bincount(idx, weights=val, minlength=g)
+        sumsq += np.bincount(idx, weights=val * val, minlength=g)
+    return total, sumsq

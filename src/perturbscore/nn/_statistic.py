@@ -45,6 +45,7 @@ class PerturbationStatistic(nn.Module):
                 pooling=config.recognizer_pooling,
                 hidden=config.recognizer_hidden,
                 dropout=config.recognizer_dropout,
+                head=config.t_head,
             )
             if config.n_features
             else None
@@ -91,4 +92,15 @@ class PerturbationStatistic(nn.Module):
         """T: statistic predicted from gene features ``(P, W, D)`` -> ``(P, m2)``."""
         if self.recognizer is None:
             raise RuntimeError("this model was trained without gene features, so it has no recognition network")
+        return self.recognizer(features)
+
+    def recognize_fit(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
+
+        Gradient-trained heads just predict (``target`` is then used by the recognition loss only).
+        """
+        if self.recognizer is None:
+            raise RuntimeError("this model was trained without gene features, so it has no recognition network")
+        if self.recognizer.head == "ridge":
+            return self.recognizer.fit_predict(features, target)
         return self.recognizer(features)

@@ -11,6 +11,8 @@ import numpy as np
 from .._utils import write_json_atomic, write_text_atomic
 from ..data import GeneFeatures, Screen
 from ..train import Split, TrainConfig, model_config_for, preset, split_perturbations, train_statistic
+from ..train._data import resolve_io
+from ..train._dist import is_main_process
 from ._model import PerturbScoreModel
 from ._rundir import prepare_run_dir
 
@@ -89,13 +91,19 @@ def fit(
     if config is not None:
         tcfg = config
     mover |= model_overrides or {}
+    tcfg = resolve_io(tcfg, screen)  # record the sampling window and prefetch actually used
     mcfg = model_config_for(screen, tcfg, **mover)
     if out is None:
+        if not is_main_process():
+            from .._errors import RunError
+
+            raise RunError("distributed training needs a run directory every process shares: pass out=...")
         import tempfile
 
         out = Path(tempfile.mkdtemp(prefix="perturbscore-run-"))
-    run_dir = prepare_run_dir(out, overwrite=overwrite, resume=resume)
-    if resume:
+    main = is_main_process()  # under DDP every process runs this; only rank 0 writes the run's files
+    run_dir = prepare_run_dir(out, overwrite=overwrite, resume=resume) if main else Path(out)
+    if resume and main:
         _check_resume(run_dir, tcfg)
     if split is None:
         split = split_perturbations(screen, n_train=tcfg.n_train, n_val=tcfg.n_val, seed=tcfg.split_seed)
@@ -105,9 +113,10 @@ def fit(
         "split": split.to_dict(),
         "screen": screen.summary(),
     }
-    write_json_atomic(run_dir / "config.json", config_dict)
-    _write_yaml(run_dir / "config.yaml", config_dict)
-    write_json_atomic(run_dir / "screen_summary.json", screen.summary())
+    if main:
+        write_json_atomic(run_dir / "config.json", config_dict)
+        _write_yaml(run_dir / "config.yaml", config_dict)
+        write_json_atomic(run_dir / "screen_summary.json", screen.summary())
     result = train_statistic(screen, tcfg, mcfg, run_dir=run_dir, split=split, resume=resume, progress=progress)
     train_ids = [screen.index_of(p) for p in split.train if p != screen.control]
     extra = {
@@ -115,8 +124,9 @@ def fit(
         "best_val_pred_loss": result.best_val_pred_loss,
     }
     model = PerturbScoreModel(result.net, mcfg, tcfg, screen.states, screen.gene_names, split.to_dict(), extra)
-    model.save(run_dir / "model", overwrite=True)
-    logger.info("trained model saved in %s", run_dir / "model")
+    if main:
+        model.save(run_dir / "model", overwrite=True)
+        logger.info("trained model saved in %s", run_dir / "model")
     return model
 
 

@@ -41,6 +41,8 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
         "default",
         {"k_min": 2, "k_max": 10, "k_start_max": 50, "shrink_steps": 1000, "k_distribution": "uniform"},
     ),
+    "default+ridge_T": ("default", {"recognizer_pooling": "gaussian", "recognizer_head": "ridge"}),
+    "default+stability_loss": ("default", {"stability_weight": 0.2}),
     "perturbscore": ("default", {}),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -13,7 +14,8 @@ from ._data import EpisodeDataset
 
 
 class EpochSeeder(L.Callback):
-    """Tell the episode dataset which epoch it is in (so step seeds survive resumes)."""
+    """Tell the episode dataset which epoch and rank it is in (so step seeds survive resumes, and every
+    process of a distributed run draws its own episodes)."""
 
     def __init__(self, dataset: EpisodeDataset) -> None:
         self.dataset = dataset
@@ -21,16 +23,23 @@ class EpochSeeder(L.Callback):
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Set the epoch before its first batch is drawn."""
         self.dataset.epoch = trainer.current_epoch
+        self.dataset.rank = trainer.global_rank
 
 
 class MetricsCSV(L.Callback):
-    """One row per epoch (epoch, step, every logged train_*/val_* value) in ``path``, rewritten atomically."""
+    """One row per epoch (epoch, step, every logged train_*/val_* value, ``lr`` and ``wall_s``, the seconds
+    since training (re)started) in ``path``, rewritten atomically."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.started = time.perf_counter()
         self.rows: list[dict[str, float]] = []
         if self.path.exists():  # resuming: keep what the interrupted run wrote
             self.rows = pd.read_csv(self.path).to_dict("records")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the clock when the first step is about to run (set-up excluded)."""
+        self.started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record this epoch's metrics (validation runs before this hook in Lightning 2)."""
@@ -43,6 +52,7 @@ class MetricsCSV(L.Callback):
             if key.startswith(("train_", "val_")):
                 row[key] = float(value)
         row["lr"] = float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else math.nan
+        row["wall_s"] = round(time.perf_counter() - self.started, 3)
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         with atomic_path(self.path) as tmp:
             pd.DataFrame(self.rows).to_csv(tmp, index=False)

@@ -59,13 +59,28 @@ class TrainConfig:
         Knockouts for training / validation (the rest are test), shuffled with ``split_seed``.
     val_episodes
         Fixed validation episodes evaluated every epoch.
+    perturbations_per_step
+        Perturbations per training episode (and per validation episode); 0 uses all of them every step.
+        Genome-wide screens need a batch (e.g. 64).
+    sample_window
+        Draw each perturbation's ``k`` cells from a random run of ``sample_window * k`` adjacent rows
+        (fast reads from a screen on disk grouped by perturbation). ``None``: 4 for a screen read from
+        disk whose rows are grouped by perturbation, else 0 (uniform over all its cells).
+    prefetch
+        Episodes drawn ahead on a background thread while the model trains. ``None``: 4 for a screen
+        read from disk, else 0.
     seed
         Seed for initialisation, sampling and everything else.
     threads
         CPU threads for PyTorch during training (this model's ops are small: one thread avoids
         oversubscription; 0 keeps PyTorch's default).
-    accelerator, devices, strategy
-        Passed to Lightning (``"cpu"``, ``"gpu"``, ``"auto"``; DDP via ``strategy="ddp"``).
+    accelerator, devices, strategy, num_nodes
+        Passed to Lightning (``"cpu"``, ``"gpu"``, ``"auto"``; DDP via ``strategy="ddp"``; ``num_nodes``
+        machines under torchrun or SLURM).
+    stability_weight
+        Weight of the stability loss: within- over between-perturbation variance of the statistic, the
+        step's ``k``-cell sample against the ``rec_reference_k``-cell reference (0 in the seed; needs the
+        reference sample, i.e. ``rec_mode="stopgrad"`` and ``rec_reference_k > 0``).
     """
 
     preset: str = "default"
@@ -100,11 +115,16 @@ class TrainConfig:
     n_val: int = 10
     split_seed: int = 123
     val_episodes: int = 8
+    perturbations_per_step: int = 0
+    sample_window: int | None = None
+    prefetch: int | None = None
     seed: int = 0
     threads: int = 1
     accelerator: str = "cpu"
     devices: int | str = 1
     strategy: str = "auto"
+    num_nodes: int = 1
+    stability_weight: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -118,6 +138,9 @@ class TrainConfig:
             (self.loss in ("l1", "mse", "huber"), f"loss must be l1, mse or huber, not {self.loss!r}"),
             (self.rec_mode in ("seed", "stopgrad"), f"rec_mode must be 'seed' or 'stopgrad', not {self.rec_mode!r}"),
             (self.n_train >= 1 and self.n_val >= 1, "n_train and n_val must be >= 1"),
+            (self.perturbations_per_step >= 0, "perturbations_per_step must be >= 0 (0: all)"),
+            ((self.sample_window or 0) >= 0 and (self.prefetch or 0) >= 0, "sample_window and prefetch must be >= 0"),
+            (self.num_nodes >= 1, "num_nodes must be >= 1"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -151,6 +174,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "n_stat": 5,
         "state_classifier": False,
         "recognizer_pooling": "conv",
+        "recognizer_head": "mlp",
         "cell_mix_head": False,
         "fuse_prior": False,
     }
@@ -180,6 +204,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "n_programs",
         "state_classifier",
         "recognizer_pooling",
+        "recognizer_head",
         "cell_mix_head",
         "fuse_prior",
         "prior_strength",

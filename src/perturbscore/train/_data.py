@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .._errors import InputError
-from ..data import EpisodeSampler, KSchedule, Screen
+from ..data import Episode, EpisodeSampler, InMemoryRows, KSchedule, RowSource, Screen
 from ..nn import FrontEnd
 from ._config import TrainConfig
 
@@ -57,13 +58,46 @@ def fit_front_end(front: FrontEnd, screen: Screen, train: list[str], *, n_cells:
     rng = np.random.default_rng(seed)
     if len(rows) > n_cells:
         rows = np.sort(rng.choice(rows, size=n_cells, replace=False))
-    front.fit(screen.rows.take(rows), seed=seed)
+    front.fit_rows(screen.rows.take, rows, seed=seed)
+
+
+def on_disk(screen: Screen) -> bool:
+    """Whether the screen's matrix stays on disk (read row by row) rather than in memory."""
+    return not isinstance(screen.rows, InMemoryRows)
+
+
+def grouped(screen: Screen) -> bool:
+    """Whether every perturbation's cells are adjacent rows (the layout fast to sample from disk)."""
+    return all(ix.size == 0 or int(ix[-1]) - int(ix[0]) + 1 == ix.size for ix in screen.cell_index)
+
+
+def resolve_io(config: TrainConfig, screen: Screen) -> TrainConfig:
+    """Fill the automatic ``sample_window`` and ``prefetch`` from where the screen's matrix lives."""
+    disk = on_disk(screen)
+    window = config.sample_window
+    if window is None:
+        window = 4 if disk and grouped(screen) else 0
+        if disk and not window:
+            logger.warning(
+                "%s is read from disk but its rows are not grouped by perturbation: every step reads scattered "
+                "rows. For large screens, rewrite it once sorted by perturbation "
+                "(adata[adata.obs[key].argsort()].write_h5ad(...)) or load it into memory (no --backed).",
+                screen.source or "the screen",
+            )
+    prefetch = config.prefetch if config.prefetch is not None else (4 if disk else 0)
+    return replace(config, sample_window=window, prefetch=prefetch)
 
 
 def input_taker(front: FrontEnd, screen: Screen, *, chunk: int = 8192, progress: bool = False):  # noqa: ANN201
-    """``take(rows) -> inputs`` for the sampler; with a PCA front end all cells are projected once."""
+    """``take(rows) -> inputs`` for the sampler.
+
+    With a PCA front end the cells of an in-memory screen are projected once; a screen on disk is
+    projected as its rows are read (only sampled rows are ever read).
+    """
     if front.kind != "pca":
         return screen.rows.take
+    if on_disk(screen):
+        return _Projected(front, screen.rows)
     from .._utils import track
 
     n = screen.n_cells
@@ -72,6 +106,16 @@ def input_taker(front: FrontEnd, screen: Screen, *, chunk: int = 8192, progress:
     for s in track(starts, progress=progress, description="projecting cells", total=len(starts)):
         cache[s : s + chunk] = front.transform(screen.rows.take(np.arange(s, min(n, s + chunk)))).numpy()
     return lambda rows: torch.from_numpy(cache[rows])
+
+
+class _Projected:
+    """``take`` that reads rows from disk and projects them with the front end (picklable)."""
+
+    def __init__(self, front: FrontEnd, rows: RowSource) -> None:
+        self.front, self.rows = front, rows
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        return self.front.transform(self.rows.take(rows))
 
 
 def make_sampler(
@@ -109,6 +153,8 @@ def make_sampler(
         features=feats,
         has_features=has,
         reference_k=config.rec_reference_k if (features and config.rec_mode != "seed") else 0,
+        perturbations_per_step=config.perturbations_per_step,
+        window=config.sample_window or 0,
     )
 
 
@@ -124,21 +170,58 @@ def schedule_of(config: TrainConfig) -> KSchedule:
 
 
 class EpisodeDataset(Dataset):
-    """``steps_per_epoch`` freshly sampled episodes per epoch, each seeded by ``(seed, step)``.
+    """``steps_per_epoch`` freshly sampled episodes per epoch, each seeded by ``(seed, step, rank)``.
 
     Seeding per step (not per process) makes a resumed run draw exactly the episodes the original would.
+    With ``prefetch > 0`` the next ``prefetch`` episodes are drawn on a background thread while the
+    current one trains (reads from disk overlap compute); the episodes are the same either way.
     """
 
-    def __init__(self, sampler: EpisodeSampler, *, steps_per_epoch: int, seed: int, rank: int = 0) -> None:
+    def __init__(
+        self, sampler: EpisodeSampler, *, steps_per_epoch: int, seed: int, rank: int = 0, prefetch: int = 0
+    ) -> None:
         self.sampler, self.steps, self.seed, self.rank = sampler, steps_per_epoch, seed, rank
+        self.prefetch = int(prefetch)
         self.epoch = 0
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future] = {}
+        self._last: int | None = None
 
     def __len__(self) -> int:
         return self.steps
 
-    def __getitem__(self, i: int):  # noqa: ANN204
-        step = self.epoch * self.steps + i
+    def draw(self, step: int) -> Episode:
+        """The episode of global ``step``."""
         return self.sampler.sample(step, np.random.default_rng([self.seed, step, self.rank]))
+
+    def __getitem__(self, i: int) -> Episode:
+        step = self.epoch * self.steps + i
+        if self.prefetch <= 0:
+            return self.draw(step)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perturbscore-prefetch")
+        stride = step - self._last if self._last is not None and step > self._last else 1  # DDP: every n-th step
+        self._last = step
+        for s in range(step, step + stride * self.prefetch + 1, stride):
+            if s not in self._pending:
+                self._pending[s] = self._pool.submit(self.draw, s)
+        for stale in [s for s in self._pending if s < step]:  # a resume or a skipped index
+            self._pending.pop(stale).cancel()
+        return self._pending.pop(step).result()
+
+    def close(self) -> None:
+        """Stop the prefetch thread (pending draws are dropped)."""
+        if self._pool is not None:
+            for fut in self._pending.values():
+                fut.cancel()
+            self._pending.clear()
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_pool"], state["_pending"], state["_last"] = None, {}, None
+        return state
 
 
 def identity(batch):  # noqa: ANN001, ANN201

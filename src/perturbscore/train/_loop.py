@@ -19,7 +19,16 @@ from ..data import KSchedule, Screen
 from ..nn import ModelConfig, PerturbationStatistic
 from ._callbacks import EpochSeeder, MetricsCSV
 from ._config import TrainConfig
-from ._data import EpisodeDataset, Split, fit_front_end, identity, input_taker, make_sampler, schedule_of
+from ._data import (
+    EpisodeDataset,
+    Split,
+    fit_front_end,
+    identity,
+    input_taker,
+    make_sampler,
+    resolve_io,
+    schedule_of,
+)
 from ._module import StatisticModule
 
 logger = logging.getLogger(__name__)
@@ -66,6 +75,7 @@ def train_statistic(
     run_dir = Path(run_dir)
     if config.steps_per_epoch > config.max_steps:  # validation (and early stopping) needs one full epoch
         config = replace(config, steps_per_epoch=config.max_steps)
+    config = resolve_io(config, screen)
     net = build_net(model_config, seed=config.seed)
     fit_front_end(net.front, screen, split.train, n_cells=config.front_end_cells, seed=config.seed)
     take = input_taker(net.front, screen, progress=progress)
@@ -82,7 +92,10 @@ def train_statistic(
     )  # fmt: skip
     rng = np.random.default_rng([config.seed, 999_983])
     val_eps = [val_sampler.sample(config.max_steps, rng) for _ in range(config.val_episodes)]
-    dataset = EpisodeDataset(train_sampler, steps_per_epoch=config.steps_per_epoch, seed=config.seed)
+    dataset = EpisodeDataset(
+        train_sampler, steps_per_epoch=config.steps_per_epoch, seed=config.seed,
+        prefetch=config.prefetch or 0,
+    )  # fmt: skip
     module = StatisticModule(net, config)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     threads = torch.get_num_threads()
@@ -112,6 +125,7 @@ def train_statistic(
                 "Delete the checkpoints/ folder and train again without --resume."
             ) from err
         finally:
+            dataset.close()
             torch.set_num_threads(threads)
             pl_logger.setLevel(pl_level)
     best = trainer.checkpoint_callback.best_model_path
@@ -121,6 +135,14 @@ def train_statistic(
     history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
     score = trainer.checkpoint_callback.best_model_score
     return TrainResult(module.net.cpu(), split, history, float(score) if score is not None else float("nan"))
+
+
+def _strategy(name: str) -> str:
+    """Lightning's strategy for ``name``; DDP must tolerate parameters a step leaves unused (e.g. T's heads
+    when a step's loss does not touch them)."""
+    return {"ddp": "ddp_find_unused_parameters_true", "ddp_spawn": "ddp_spawn_find_unused_parameters_true"}.get(
+        name, name
+    )
 
 
 def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, progress: bool) -> L.Trainer:
@@ -140,7 +162,8 @@ def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, pro
         max_steps=config.max_steps,
         accelerator=config.accelerator,
         devices=config.devices,
-        strategy=config.strategy,
+        strategy=_strategy(config.strategy),
+        num_nodes=config.num_nodes,
         callbacks=callbacks,
         logger=False,
         enable_progress_bar=progress,

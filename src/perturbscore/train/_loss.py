@@ -39,6 +39,18 @@ def recognition_r2(recognized: torch.Tensor, stat: torch.Tensor) -> torch.Tensor
     return 1 - resid / total
 
 
+def stability_loss(stat: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Within- over between-perturbation variance of the statistic: ``sum |s_k - s_ref|^2 / sum Var_P(s_ref)``.
+
+    ``stat`` ``(P, m2)`` comes from the step's ``k`` cells per perturbation, ``reference`` from an independent,
+    larger sample of the same perturbations. The ratio is scale-free (shrinking the statistic does not lower
+    it) and falls as the statistic's between-perturbation share of variance (its stability) rises.
+    """
+    within = (stat - reference).pow(2).sum(-1).mean()
+    between = (reference - reference.mean(0, keepdim=True)).pow(2).sum(-1).mean().clamp_min(1e-8)
+    return within / between
+
+
 @dataclass
 class LossOutput:
     """Every term of one step, for logging; ``total`` is what is minimised."""

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..data._sampling import Episode
 from ..nn import PerturbationStatistic
 from ._config import TrainConfig
-from ._loss import LossOutput, prediction_loss, recognition_loss, recognition_r2
+from ._loss import LossOutput, prediction_loss, recognition_loss, recognition_r2, stability_loss
 
 
 def log_k(k: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,15 @@ class StatisticModule(L.LightningModule):
         programs = net.programs(ep.inputs)  # (N, m1)
         stat = net.statistic(programs, ep.segments, ep.n_sets)  # (P, m2)
         has = ep.has_features if (self.use_rec and ep.features is not None) else None
-        rec = net.recognize(ep.features[has]) if has is not None and bool(has.any()) else None  # (P', m2)
+        rec, target, ref = None, None, None
+        if ep.ref_inputs is not None and (cfg.stability_weight > 0 or has is not None):
+            with torch.set_grad_enabled(cfg.stability_weight > 0 and torch.is_grad_enabled()):
+                ref = net.statistic(net.programs(ep.ref_inputs), ep.ref_segments, ep.n_sets)  # (P, m2)
+        if has is not None and bool(has.any()):
+            target = (stat if ref is None else ref.detach())[has]
+            # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
+            fit_t = self.training and net.recognizer is not None and net.recognizer.head == "ridge"
+            rec = net.recognize_fit(ep.features[has], target) if fit_t else net.recognize(ep.features[has])  # (P', m2)
         used = stat
         if rec is not None and net.fuses_prior:
             used = stat.clone()
@@ -57,17 +65,16 @@ class StatisticModule(L.LightningModule):
             cell_q = torch.softmax(net.cell_mix(programs), dim=-1)  # (N, C)
             terms["cell_mix_loss"] = 0.5 * (cell_q - ep.proportions[ep.segments]).abs().sum(-1).mean()
             total = total + cfg.cell_mix_weight * terms["cell_mix_loss"]
+        if cfg.stability_weight > 0 and ref is not None and ep.n_sets > 1:
+            terms["stability_loss"] = stability_loss(stat, ref)
+            total = total + cfg.stability_weight * terms["stability_loss"]
         q_hat = net.proportions(used)
         if q_hat is not None and cfg.prop_weight > 0:
             terms["prop_loss"] = 0.5 * (q_hat - ep.proportions).abs().sum(-1).mean()
             total = total + cfg.prop_weight * terms["prop_loss"]
-        if rec is not None:
-            target = stat
-            if ep.ref_inputs is not None:
-                with torch.no_grad():
-                    target = net.statistic(net.programs(ep.ref_inputs), ep.ref_segments, ep.n_sets)
-            terms["rec_loss"] = recognition_loss(rec, target[has], cfg.rec_mode)
-            terms["rec_r2"] = recognition_r2(rec.detach(), target[has].detach())
+        if rec is not None and target is not None:
+            terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
+            terms["rec_r2"] = recognition_r2(rec.detach(), target.detach())
             total = total + cfg.rec_weight * terms["rec_loss"]
             seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
             terms["seq_mae"] = (seq_pred - ep.distances[has]).abs().mean().detach()

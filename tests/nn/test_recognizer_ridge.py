@@ -1,0 +1,84 @@
+"""The closed-form (ridge) recognizer T and its gaussian window pooling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from perturbscore.nn import ModelConfig, PerturbationStatistic, SequenceRecognizer
+
+
+def _linear_genes(n: int, *, seed: int, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    coef = torch.randn(16, 3, generator=torch.Generator().manual_seed(99))
+    pooled = torch.randn(n, 16, generator=g)  # the gene-level signal
+    feats = pooled[:, None, :].expand(n, 20, 16).clone()  # same value in every window: any pooling recovers it
+    y = pooled @ coef + noise * torch.randn(n, 3, generator=g)
+    return feats, y, coef
+
+
+@pytest.mark.parametrize("pooling", ["mean", "gaussian"])
+def test_ridge_head_learns_a_linear_map(pooling: str) -> None:
+    feats, y, _ = _linear_genes(80, seed=0)
+    rec = SequenceRecognizer(16, 3, pooling=pooling, head="ridge")
+    loo = rec.fit_predict(feats, y)
+    assert loo.shape == (80, 3)
+    test_f, test_y, _ = _linear_genes(40, seed=1)
+    pred = rec(test_f).detach()
+    r2 = 1 - ((pred - test_y) ** 2).sum() / ((test_y - test_y.mean(0)) ** 2).sum()
+    assert r2 > 0.9
+    assert int(rec.n_fits) == 1
+    assert float(rec.alpha) > 0
+
+
+def test_ridge_leave_one_out_is_honest_on_noise() -> None:
+    """On pure noise the in-sample fit looks good, leave-one-out does not: the model sees the latter."""
+    g = torch.Generator().manual_seed(0)
+    feats, y = torch.randn(30, 5, 64, generator=g), torch.randn(30, 4, generator=g)
+    rec = SequenceRecognizer(64, 4, pooling="mean", head="ridge")
+    loo = rec.fit_predict(feats, y)
+    r2_loo = 1 - ((loo - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
+    assert r2_loo < 0.05  # no better than the mean on unseen genes
+    pred = rec(torch.randn(200, 5, 64, generator=g)).detach()
+    assert float(pred.std(0).max()) < 0.5 * float(y.std(0).min())  # heavily shrunk towards the mean
+
+
+def test_ridge_fit_is_a_moving_average() -> None:
+    feats, y, _ = _linear_genes(50, seed=0)
+    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge", ema=0.5)
+    rec.fit_predict(feats, y)
+    first = rec.coef.clone()
+    rec.fit_predict(feats, -y)  # the opposite map: the average moves half-way (to ~0)
+    assert torch.allclose(rec.coef, 0.0 * first, atol=1e-4)
+
+
+def test_gaussian_pooling_weights_and_gradient() -> None:
+    rec = SequenceRecognizer(8, 2, pooling="gaussian", head="ridge")
+    w = rec.window_weights(200)
+    assert w.shape == (200,)
+    assert torch.isclose(w.sum(), torch.tensor(1.0))
+    assert int(w.argmax()) in (99, 100)  # starts at the TSS (middle window)
+    g = torch.Generator().manual_seed(0)
+    feats, y = torch.randn(20, 200, 8, generator=g), torch.randn(20, 2, generator=g)
+    rec.fit_predict(feats, y).pow(2).sum().backward()
+    assert rec.centre.grad is not None
+    assert rec.log_width.grad is not None
+
+
+def test_fit_predict_refuses_mlp_head() -> None:
+    rec = SequenceRecognizer(8, 2, head="mlp")
+    with pytest.raises(RuntimeError, match="ridge"):
+        rec.fit_predict(torch.randn(5, 10, 8), torch.randn(5, 2))
+
+
+def test_recognizer_head_resolution_keeps_the_seed() -> None:
+    assert ModelConfig(n_genes=10, n_states=3).t_head == "mlp"  # shipped default
+    assert ModelConfig(n_genes=10, n_states=3, recognizer_head=None).t_head == "ridge"
+    assert ModelConfig(n_genes=10, n_states=3, recognizer_head=None, recognizer_pooling="conv").t_head == "mlp"
+    with pytest.raises(ValueError, match="recognizer_head"):
+        ModelConfig(n_genes=10, n_states=3, recognizer_head="lasso")  # type: ignore[arg-type]
+    cfg = ModelConfig(n_genes=10, n_states=3, n_features=4, front_end="genes", recognizer_head="ridge")
+    net = PerturbationStatistic(cfg)
+    assert net.recognizer is not None
+    assert net.recognizer.head == "ridge"
+    assert "recognizer.coef" in net.state_dict()  # the fit is saved with the model
