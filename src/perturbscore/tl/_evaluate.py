@@ -83,8 +83,9 @@ def _ranking_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """Spearman and top-k from ``(R, P, T)`` predictions, over targets and resamples."""
     p = pred.transpose(0, 2, 1).reshape(-1, pred.shape[1])  # (R*T, P)
     t = true.transpose(0, 2, 1).reshape(-1, true.shape[1])
+    rho = spearman_per_target(p, t)  # NaN where a target's true distances are all tied
     return {
-        "spearman": float(np.nanmean(spearman_per_target(p, t))),
+        "spearman": float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
         "top1": topk_hit_rate(p, t, k=1),
         "top3": topk_hit_rate(p, t, k=min(3, p.shape[1])),
     }

@@ -80,8 +80,9 @@ def resolve_io(config: TrainConfig, screen: Screen) -> TrainConfig:
         if disk and not window:
             logger.warning(
                 "%s is read from disk but its rows are not grouped by perturbation: every step reads scattered "
-                "rows. For large screens, rewrite it once sorted by perturbation "
-                "(adata[adata.obs[key].argsort()].write_h5ad(...)) or load it into memory (no --backed).",
+                "rows. For large screens, rewrite it once with the cells of each perturbation together, e.g. "
+                "adata[adata.obs['<perturbation column>'].argsort(kind='stable')].write_h5ad('grouped.h5ad'), "
+                "or load it into memory (no --backed).",
                 screen.source or "the screen",
             )
     prefetch = config.prefetch if config.prefetch is not None else (4 if disk else 0)
