@@ -9,6 +9,21 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from . import datasets, featurize, io, pl, tl  # noqa: E402
+import importlib
+from types import ModuleType
 
 __all__ = ["__version__", "datasets", "featurize", "io", "pl", "tl"]
+#: Subpackages imported on first use (PEP 562): ``perturbscore --help`` need not load PyTorch or Lightning.
+_LAZY = frozenset({"cli", "data", "datasets", "featurize", "io", "nn", "pl", "report", "tl", "train"})
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name in _LAZY:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
