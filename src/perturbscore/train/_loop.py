@@ -111,6 +111,7 @@ def train_statistic(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # DDP: train_* metrics are rank 0's, on purpose
         try:
             trainer.fit(
                 module,
