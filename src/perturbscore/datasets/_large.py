@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .._constants import CHALLENGE_STATES, KEYS
+from .._constants import KEYS
 from .._errors import RunError
 from .._utils import atomic_path, track
 from ._cells import plan_cells
@@ -26,7 +26,7 @@ from ._counts import iter_counts, log_normalize
 from ._design import build_design
 from ._features import simulate_features
 from ._reference import draw_counts
-from ._simulate import FEATURE_NOISE, _cell_totals, _check_args, _truth_frame, truth_uns
+from ._simulate import FEATURE_NOISE, _cell_totals, _check_args, _truth_frame, obs_frame, truth_uns
 from ._write import write_features_npz, write_gmt
 
 logger = logging.getLogger(__name__)
@@ -153,18 +153,9 @@ def _assemble(
     from anndata.io import write_elem
 
     nnz = int(indptr[-1])
-    obs = pd.DataFrame(
-        {
-            KEYS.guide: pd.Categorical(plan.guide[order]),
-            KEYS.state: pd.Categorical.from_codes(plan.state[order], categories=list(CHALLENGE_STATES)),
-            KEYS.perturbation: pd.Categorical(plan.condition[order], categories=[*sorted(design.knockouts), KEYS.control]),
-            "lane": pd.Categorical(plan.lane[order]),
-        },
-        index=pd.Index([f"cell{i:07d}" for i in range(order.size)]),
-    )  # fmt: skip
     with h5py.File(tmp, "w") as f:
         f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
-        write_elem(f, "obs", obs)
+        write_elem(f, "obs", obs_frame(design, plan, order))
         write_elem(f, "var", pd.DataFrame(index=pd.Index(design.genes.astype(str))))
         write_elem(f, "uns", {KEYS.truth: truth_uns(design, params, None)})
         for key in ("obsm", "varm", "obsp", "varp", "layers"):

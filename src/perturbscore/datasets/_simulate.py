@@ -258,24 +258,31 @@ def _check_args(*, n_unseen_genes: int, feature_dim: int, n_windows: int, noise:
 
 def _anndata(design: Design, plan: CellPlan, raw, params: dict, motifs: MotifMap | None) -> ad.AnnData:
     """Assemble the AnnData: obs like the challenge file, X = log1p(CP10k), rawcounts layer, truth in uns."""
-    conditions = [*sorted(design.knockouts), KEYS.control]
-    obs = pd.DataFrame(
-        {
-            KEYS.guide: pd.Categorical(plan.guide),
-            KEYS.state: pd.Categorical.from_codes(plan.state, categories=list(CHALLENGE_STATES)),
-            KEYS.perturbation: pd.Categorical(plan.condition, categories=conditions),
-            "lane": pd.Categorical(plan.lane),
-        },
-        index=pd.Index([f"cell{i:06d}" for i in range(plan.n_cells)]),
-    )
     adata = ad.AnnData(
         X=log_normalize(raw),
-        obs=obs,
+        obs=obs_frame(design, plan),
         var=pd.DataFrame(index=pd.Index(design.genes.astype(str))),
         layers={KEYS.raw_layer: raw},
         uns={KEYS.truth: truth_uns(design, params, motifs)},
     )
     return adata
+
+
+def obs_frame(design: Design, plan: CellPlan, order: np.ndarray | None = None) -> pd.DataFrame:
+    """``obs`` like the challenge file for the cells ``order`` of ``plan`` (default: plan order)."""
+    order = np.arange(plan.n_cells) if order is None else order
+    width = max(6, len(str(order.size - 1)))
+    return pd.DataFrame(
+        {
+            KEYS.guide: pd.Categorical(plan.guide[order]),
+            KEYS.state: pd.Categorical.from_codes(plan.state[order], categories=list(CHALLENGE_STATES)),
+            KEYS.perturbation: pd.Categorical(
+                plan.condition[order], categories=[*sorted(design.knockouts), KEYS.control]
+            ),
+            "lane": pd.Categorical(plan.lane[order]),
+        },
+        index=pd.Index([f"cell{i:0{width}d}" for i in range(order.size)]),
+    )
 
 
 def truth_uns(design: Design, params: dict, motifs: MotifMap | None) -> dict:

@@ -65,14 +65,12 @@ class FrontEnd(nn.Module):
         fills the dense ``(len(rows), n_selected)`` float32 block of the selected genes (the only large
         allocation, fixed by the sample size and ``n_top_genes``).
         """
-        n_genes = self.mean.numel() if self.kind != "pca" else None
         parts = [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
         total = sumsq = None
         for part in parts:
             block = sp.csr_matrix(take(part), dtype=np.float32)
             if total is None:
-                n_genes = block.shape[1]
-                total, sumsq = np.zeros(n_genes), np.zeros(n_genes)
+                total, sumsq = np.zeros(block.shape[1]), np.zeros(block.shape[1])
             t, q = _column_sums(block)
             total += t
             sumsq += q

@@ -93,15 +93,15 @@ def fit(
     mover |= model_overrides or {}
     tcfg = resolve_io(tcfg, screen)  # record the sampling window and prefetch actually used
     mcfg = model_config_for(screen, tcfg, **mover)
+    main = is_main_process()  # under DDP every process runs this; only rank 0 writes the run's files
     if out is None:
-        if not is_main_process():
+        if not main:
             from .._errors import RunError
 
             raise RunError("distributed training needs a run directory every process shares: pass out=...")
         import tempfile
 
         out = Path(tempfile.mkdtemp(prefix="perturbscore-run-"))
-    main = is_main_process()  # under DDP every process runs this; only rank 0 writes the run's files
     run_dir = prepare_run_dir(out, overwrite=overwrite, resume=resume) if main else Path(out)
     if resume and main:
         _check_resume(run_dir, tcfg)

@@ -12,8 +12,9 @@ import os
 def global_rank() -> int:
     """This process's global rank (0 when not distributed).
 
-    Reads ``RANK`` (torchrun, Lightning's launcher), ``SLURM_PROCID`` (SLURM) or ``LOCAL_RANK`` +
-    ``NODE_RANK`` x ``LOCAL_WORLD_SIZE``, in that order.
+    Reads ``RANK`` (torchrun), ``SLURM_PROCID`` (SLURM) or, for the processes Lightning's own launcher
+    starts, ``NODE_RANK`` x ``LOCAL_WORLD_SIZE`` + ``LOCAL_RANK``, in that order. That launcher does not set
+    ``LOCAL_WORLD_SIZE``; without it a node counts as one process, which still tells rank 0 from the rest.
     """
     env = os.environ
     for key in ("RANK", "SLURM_PROCID"):
