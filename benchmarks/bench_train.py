@@ -34,7 +34,15 @@ def child(args: argparse.Namespace) -> None:
     read_s = time.perf_counter() - t0
     out = Path(tempfile.mkdtemp(prefix="bench-train-"))
     t1 = time.perf_counter()
-    fit(screen, preset_name=args.child, out=out, overwrite=True, progress=False, max_steps=args.steps)
+    fit(
+        screen,
+        preset_name=args.child,
+        out=out,
+        overwrite=True,
+        progress=False,
+        max_steps=args.steps,
+        threads=args.threads,
+    )
     fit_s = time.perf_counter() - t1
     m = pd.read_csv(out / "metrics.csv")
     best = m["val_pred_loss"].min()
@@ -70,6 +78,7 @@ def main() -> None:
     ap.add_argument("--genes", type=int, default=15077)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--tol", type=float, default=0.02)
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch/sparse-product threads per run (2 cores here)")
     ap.add_argument("--presets", default="seed-baseline,default")
     ap.add_argument("--child")
     ap.add_argument("--screen")
@@ -89,7 +98,8 @@ def main() -> None:
 
     def run(preset: str, where: Path, steps: int) -> dict:
         cmd = [sys.executable, __file__, "--child", preset, "--screen", str(where / "screen.h5ad"),
-               "--features", str(where / "features.npz"), "--steps", str(steps), "--tol", str(args.tol)]  # fmt: skip
+               "--features", str(where / "features.npz"), "--steps", str(steps), "--tol", str(args.tol),
+               "--threads", str(args.threads)]  # fmt: skip
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode:
             sys.exit(f"{preset} failed:\n{res.stderr[-3000:]}")

@@ -72,8 +72,9 @@ def test_fit_predict_refuses_mlp_head() -> None:
 
 
 def test_recognizer_head_resolution_keeps_the_seed() -> None:
-    assert ModelConfig(n_genes=10, n_states=3).t_head == "mlp"  # shipped default
-    assert ModelConfig(n_genes=10, n_states=3, recognizer_head=None).t_head == "ridge"
+    default = ModelConfig(n_genes=10, n_states=3)
+    assert (default.t_head, default.recognizer_pooling) == ("ridge", "gaussian")  # shipped default
+    assert ModelConfig(n_genes=10, n_states=3, recognizer_head="mlp").t_head == "mlp"
     assert ModelConfig(n_genes=10, n_states=3, recognizer_head=None, recognizer_pooling="conv").t_head == "mlp"
     with pytest.raises(ValueError, match="recognizer_head"):
         ModelConfig(n_genes=10, n_states=3, recognizer_head="lasso")  # type: ignore[arg-type]

@@ -17,7 +17,13 @@ from perturbscore.data import GeneFeatures, Screen
 from perturbscore.datasets import PLANTED_KNOCKOUT, synthetic_perturb_seq
 from perturbscore.io import parse_constraint, read_screen
 from perturbscore.tl import fit
-from perturbscore.tl._score import rank_rows, score_perturbations, score_to_anndata, scores_from_anndata
+from perturbscore.tl._score import (
+    bias_corrected_interval,
+    rank_rows,
+    score_perturbations,
+    score_to_anndata,
+    scores_from_anndata,
+)
 
 PROGENITOR_HEAVY = np.array([0.8, 0.05, 0.0, 0.1, 0.05])
 
@@ -103,6 +109,17 @@ def test_bootstrap_interval_covers_at_nominal_rate(model, screen):
     df = score_perturbations(model, _subscreen(screen, samples), targets=PROGENITOR_HEAVY, n_boot=200, progress=False)
     coverage = ((df["lo"] <= truth) & (truth <= df["hi"])).mean()
     assert 0.85 <= coverage <= 1.0, coverage
+
+
+def test_bias_corrected_interval_removes_the_resamples_offset():
+    """Resamples centred 0.1 above the prediction: the interval is moved back by 0.1 (and clipped to [0, 1])."""
+    draws = np.random.default_rng(0).normal(0.0, 0.02, size=(1, 4000, 1))
+    pred = np.array([[0.5], [0.02]])
+    lo, hi = bias_corrected_interval(pred, np.concatenate([draws + 0.6, draws + 0.12]))
+    np.testing.assert_allclose((lo[0, 0] + hi[0, 0]) / 2, 0.5, atol=0.003)
+    np.testing.assert_allclose(hi[0, 0] - lo[0, 0], 2 * 1.96 * 0.02, rtol=0.05)
+    assert lo[1, 0] == 0.0
+    assert 0.0 < hi[1, 0] < 0.1
 
 
 def test_intervals_shrink_with_more_cells(model, screen):

@@ -52,6 +52,9 @@ def train(
         None, "--sample-window", help="Draw k cells from a run of WINDOW x k adjacent rows (default: 4 on disk)."
     ),
     prefetch: int | None = typer.Option(None, "--prefetch", help="Episodes drawn ahead (default: 4 on disk)."),
+    stability_weight: float | None = typer.Option(
+        None, "--stability-weight", help="Weight of the stability loss on G (default 0.5; 0 turns it off)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
@@ -77,7 +80,7 @@ def train(
         max_steps=max_steps, k_min=k_min, k_max=k_max, lr=lr, rec_weight=rec_weight, loss=loss, n_train=n_train,
         n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
-        prefetch=prefetch,
+        prefetch=prefetch, stability_weight=stability_weight,
     )  # fmt: skip
     from ..train._dist import is_main_process
 

@@ -47,8 +47,9 @@ class ModelConfig:
         few cells lean on the sequence, many cells override it; no cells gives ``T(g)``.
     recognizer_head
         T's read-out: ``"mlp"`` (trained by gradient, the seed) or ``"ridge"`` (closed-form, penalty by
-        leave-one-out; see :class:`~perturbscore.nn.SequenceRecognizer`; opt-in, best with ``"gaussian"``
-        pooling). ``None``: ``"ridge"``, except with the seed's ``"conv"`` pooling, which keeps the MLP.
+        leave-one-out; see :class:`~perturbscore.nn.SequenceRecognizer`; best with ``"gaussian"`` pooling,
+        the default). ``None`` (default): ``"ridge"``, except with the seed's ``"conv"`` pooling, which keeps
+        the MLP.
     """
 
     n_genes: int
@@ -64,14 +65,14 @@ class ModelConfig:
     head: Literal["attention", "structured"] = "structured"
     head_slots: int = 20
     head_hidden: int = 128
-    recognizer_pooling: Literal["mean", "attention", "gaussian", "conv"] = "attention"
+    recognizer_pooling: Literal["mean", "attention", "gaussian", "conv"] = "gaussian"
     recognizer_hidden: int = 128
     recognizer_dropout: float = 0.0
     state_classifier: bool = True
     cell_mix_head: bool = True
     fuse_prior: bool = True
     prior_strength: float = 5.0
-    recognizer_head: Literal["mlp", "ridge"] | None = "mlp"
+    recognizer_head: Literal["mlp", "ridge"] | None = None
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:

@@ -201,8 +201,11 @@ def _preamble(results: Mapping[str, Any]) -> str:
     if split:
         sizes = " / ".join(f"{len(split.get(s) or [])} {s}" for s in ("train", "val", "test"))
         lines.append(f"- Split by perturbation (seed {split.get('seed', DASH)}): {sizes}")
-    n = len(seeds)
-    lines.append(f"- Values: mean ± sd over {n} training seeds" if n > 1 else "- Values: one training seed")
+    n, folds = len(seeds), int(results.get("folds") or 0)
+    if folds:
+        lines.append(f"- Values: mean ± sd over {n} training seed(s) x {folds} folds ({n * folds} runs)")
+    else:
+        lines.append(f"- Values: mean ± sd over {n} training seeds" if n > 1 else "- Values: one training seed")
     lines.append("- Distances are total variation (TV = L1 / 2, in [0, 1]); the seed reported L1 (in [0, 2]).")
     return "\n".join(lines)
 

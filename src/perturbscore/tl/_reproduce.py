@@ -41,8 +41,15 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
         "default",
         {"k_min": 2, "k_max": 10, "k_start_max": 50, "shrink_steps": 1000, "k_distribution": "uniform"},
     ),
-    "default+ridge_T": ("default", {"recognizer_pooling": "gaussian", "recognizer_head": "ridge"}),
-    "default+stability_loss": ("default", {"stability_weight": 0.2}),
+    "default-stability_loss": ("default", {"stability_weight": 0.0}),
+    "default-ridge_T": ("default", {"recognizer_pooling": "attention", "recognizer_head": "mlp"}),
+    "default-stability_loss-ridge_T": (
+        "default",
+        {"recognizer_pooling": "attention", "recognizer_head": "mlp", "stability_weight": 0.0},
+    ),
+    "default+stability_into_f": ("default", {"stability_grad": "all"}),
+    "default_stability_0.2": ("default", {"stability_weight": 0.2}),
+    "default_stability_1.0": ("default", {"stability_weight": 1.0}),
     "perturbscore": ("default", {}),
 }
 

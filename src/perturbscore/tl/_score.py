@@ -1,8 +1,9 @@
 """Score and rank knockouts, measured or unseen, against target state mixes, with uncertainty.
 
 Measured knockouts (cells in the screen) are scored from the statistic of all their cells, with a
-bootstrap interval over cells; genes with sequence features but no cells are scored from ``T(g)``,
-with an interval from the spread of an ensemble of models (several runs: seeds or folds).
+bias-corrected percentile bootstrap interval over cells; genes with sequence features but no cells are
+scored from ``T(g)``, with an interval from the spread of an ensemble of models (several runs: seeds or
+folds).
 """
 
 from __future__ import annotations
@@ -64,6 +65,32 @@ def _state_columns(screen: Screen, states: Sequence[str]) -> np.ndarray:
 
 
 # -- the cells path ------------------------------------------------------------------------------
+def bias_corrected_interval(pred: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval shifted by the bootstrap estimate of the prediction's bias.
+
+    ``H(G(mean f))`` is not linear in the mean of the cells' program activities, so a prediction from
+    ``k`` cells is a biased estimate of the prediction from all of the knockout's cells (Jensen), and the
+    resampled predictions are shifted from the sample's own prediction in the same direction. The plain
+    percentile interval is therefore centred about twice the bias away from the value it should cover.
+    Subtracting the bootstrap bias ``mean(draws) - pred`` from both ends removes that offset:
+    ``[q_lo - b, q_hi - b]``, clipped to the distance range [0, 1].
+
+    Parameters
+    ----------
+    pred
+        ``(P, T)`` predictions from all cells of each knockout.
+    draws
+        ``(P, B, T)`` predictions from ``B`` resamples of each knockout's cells.
+
+    Returns
+    -------
+    ``(P, T)`` lower and upper ends of the 2.5–97.5 % interval (:data:`QUANTILES`).
+    """
+    bias = draws.mean(axis=1) - pred  # (P, T)
+    lo, hi = (np.clip(np.quantile(draws, q, axis=1) - bias, 0.0, 1.0) for q in QUANTILES)
+    return lo, hi
+
+
 def _measured_part(
     models: list[PerturbScoreModel],
     screen: Screen,
@@ -82,7 +109,7 @@ def _measured_part(
     priors = gene_prior(models, genes, [features, screen.features])  # per model (P, m2) or None
     pred, boot, mix = resampled_distances(models, acts, Q, sizes, n_boot, rng=rng, priors=priors)  # boot: (1, B, T)
     nan = np.full(pred.shape, np.nan)
-    lo, hi = (np.stack([np.quantile(b[0], q, axis=0) for b in boot]) if n_boot else nan for q in QUANTILES)
+    lo, hi = bias_corrected_interval(pred, np.stack([b[0] for b in boot])) if n_boot else (nan, nan)
     props = screen.proportions[[screen.index_of(g) for g in genes]][:, _state_columns(screen, models[0].states)]
     return {
         "genes": genes,
@@ -251,7 +278,8 @@ def score_perturbations(
     screen
         Measured knockouts (the control excluded) get ``source="cells"`` rows: the prediction from the
         statistic of all their cells (fused with ``T(g)`` where the model does so and features exist), a
-        2.5–97.5 % percentile bootstrap interval over cells, the empirical distance of their labels.
+        2.5–97.5 % percentile bootstrap interval over cells shifted by the bootstrap estimate of the
+        prediction's bias (``mean(resamples) - prediction``), the empirical distance of their labels.
     targets
         ``{name: (C,) mix}`` in the model's state order (or one array, named ``"target"``).
     features
@@ -264,7 +292,9 @@ def score_perturbations(
     constraint_mode
         ``"filter"``: only passing rows are ranked. ``"penalize"``: violating rows rank after +1.0 distance.
     n_boot, k_boot
-        Bootstrap resamples, and cells per resample (default: the knockout's count, at most 500).
+        Bootstrap resamples, and cells per resample (default: the knockout's count, at most 500). With a
+        ``k_boot`` below the knockout's count the interval has the spread of ``k_boot``-cell predictions,
+        centred like the all-cells prediction (the bias shift then also holds the change in cell count).
     also_sequence
         Add a sequence row for measured genes that have features too.
     rng

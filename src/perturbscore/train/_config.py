@@ -81,6 +81,9 @@ class TrainConfig:
         Weight of the stability loss: within- over between-perturbation variance of the statistic, the
         step's ``k``-cell sample against the ``rec_reference_k``-cell reference (0 in the seed; needs the
         reference sample, i.e. ``rec_mode="stopgrad"`` and ``rec_reference_k > 0``).
+    stability_grad
+        What the stability loss trains: ``"mixer"`` (``G`` only, on detached program activities, so ``f``
+        keeps the programs the state and prediction losses give it) or ``"all"`` (``f`` too).
     """
 
     preset: str = "default"
@@ -124,7 +127,8 @@ class TrainConfig:
     devices: int | str = 1
     strategy: str = "auto"
     num_nodes: int = 1
-    stability_weight: float = 0.0
+    stability_weight: float = 0.5
+    stability_grad: Literal["mixer", "all"] = "mixer"
 
     def __post_init__(self) -> None:
         checks = [
@@ -141,6 +145,11 @@ class TrainConfig:
             (self.perturbations_per_step >= 0, "perturbations_per_step must be >= 0 (0: all)"),
             ((self.sample_window or 0) >= 0 and (self.prefetch or 0) >= 0, "sample_window and prefetch must be >= 0"),
             (self.num_nodes >= 1, "num_nodes must be >= 1"),
+            (self.stability_weight >= 0, "stability_weight must be >= 0"),
+            (
+                self.stability_grad in ("mixer", "all"),
+                f"stability_grad must be 'mixer' or 'all', not {self.stability_grad!r}",
+            ),
         ]
         for ok, msg in checks:
             if not ok:
@@ -185,7 +194,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "prop_weight": 0.0,
         "cell_mix_weight": 0.0,
     }
-    seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0, "uniform_targets": 0.0}
+    seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0, "uniform_targets": 0.0, "stability_weight": 0.0}
     seed_train |= {"k_distribution": "uniform", "lr_schedule": "constant", "lr": 1e-3, "targets_per_perturbation": 1}
     if name == "seed-baseline":
         cfg = TrainConfig(preset=name, use_recognizer=False, k_min=60, k_max=60, rec_weight=0.0, **seed_train)

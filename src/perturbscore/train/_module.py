@@ -42,9 +42,14 @@ class StatisticModule(L.LightningModule):
         stat = net.statistic(programs, ep.segments, ep.n_sets)  # (P, m2)
         has = ep.has_features if (self.use_rec and ep.features is not None) else None
         rec, target, ref = None, None, None
-        if ep.ref_inputs is not None and (cfg.stability_weight > 0 or has is not None):
-            with torch.set_grad_enabled(cfg.stability_weight > 0 and torch.is_grad_enabled()):
-                ref = net.statistic(net.programs(ep.ref_inputs), ep.ref_segments, ep.n_sets)  # (P, m2)
+        stable = cfg.stability_weight > 0 and ep.n_sets > 1
+        only_g = cfg.stability_grad == "mixer"
+        if ep.ref_inputs is not None and (stable or has is not None):
+            grad = stable and torch.is_grad_enabled()
+            with torch.set_grad_enabled(grad and not only_g):
+                ref_programs = net.programs(ep.ref_inputs)
+            with torch.set_grad_enabled(grad):
+                ref = net.statistic(ref_programs, ep.ref_segments, ep.n_sets)  # (P, m2)
         if has is not None and bool(has.any()):
             target = (stat if ref is None else ref.detach())[has]
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
@@ -65,8 +70,9 @@ class StatisticModule(L.LightningModule):
             cell_q = torch.softmax(net.cell_mix(programs), dim=-1)  # (N, C)
             terms["cell_mix_loss"] = 0.5 * (cell_q - ep.proportions[ep.segments]).abs().sum(-1).mean()
             total = total + cfg.cell_mix_weight * terms["cell_mix_loss"]
-        if cfg.stability_weight > 0 and ref is not None and ep.n_sets > 1:
-            terms["stability_loss"] = stability_loss(stat, ref)
+        if stable and ref is not None:
+            s_k = net.statistic(programs.detach(), ep.segments, ep.n_sets) if only_g else stat
+            terms["stability_loss"] = stability_loss(s_k, ref)
             total = total + cfg.stability_weight * terms["stability_loss"]
         q_hat = net.proportions(used)
         if q_hat is not None and cfg.prop_weight > 0:
