@@ -46,9 +46,8 @@ def _n_blocks(n_rows: int) -> int:
     return max(1, min(torch.get_num_threads(), n_rows // MIN_ROWS_PER_THREAD))
 
 
-def _row_blocks(x: sp.csr_matrix, n: int) -> list[sp.csr_matrix]:
-    """``n`` contiguous row blocks of ``x`` sharing its data and indices (no copy)."""
-    edges = np.linspace(0, x.shape[0], n + 1).astype(np.int64)
+def _row_blocks(x: sp.csr_matrix, edges: np.ndarray) -> list[sp.csr_matrix]:
+    """Row blocks ``edges[i]:edges[i + 1]`` of ``x`` sharing its data and indices (no copy)."""
     out = []
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         lo, hi = x.indptr[a], x.indptr[b]
@@ -58,7 +57,7 @@ def _row_blocks(x: sp.csr_matrix, n: int) -> list[sp.csr_matrix]:
 
 
 def _csr_forward(x: sp.csr_matrix, w: torch.Tensor) -> torch.Tensor:
-    """``x @ w.T`` in PyTorch's CSR kernel when the arrays allow a zero-copy view, else in scipy."""
+    """``x @ w.T`` in PyTorch's CSR kernel when the arrays allow a zero-copy view, else in scipy (float32)."""
     same_index = x.indptr.dtype == x.indices.dtype and x.indices.dtype in (np.int32, np.int64)
     writable = x.data.flags.writeable and x.indices.flags.writeable and x.indptr.flags.writeable  # from_numpy needs it
     if same_index and writable and x.data.dtype == np.float32 and w.dtype == torch.float32 and x.nnz > 0:
@@ -69,7 +68,7 @@ def _csr_forward(x: sp.csr_matrix, w: torch.Tensor) -> torch.Tensor:
                 size=x.shape, check_invariants=False,
             )  # fmt: skip
         return torch.sparse.mm(tx, w.T.contiguous())
-    return torch.from_numpy(np.asarray(x @ w.numpy().T, dtype=np.float32)).to(w.dtype)
+    return torch.from_numpy(np.asarray(x @ w.numpy().T, dtype=np.float32))
 
 
 def _weight_grad(x: sp.csr_matrix, g: np.ndarray) -> np.ndarray:
@@ -77,8 +76,8 @@ def _weight_grad(x: sp.csr_matrix, g: np.ndarray) -> np.ndarray:
     n = _n_blocks(x.shape[0])
     if n == 1:
         return np.asarray(x.T @ g, dtype=np.float32).T
-    blocks = _row_blocks(x, n)
     edges = np.linspace(0, x.shape[0], n + 1).astype(np.int64)
+    blocks = _row_blocks(x, edges)
     parts = _executor(n).map(lambda i: np.asarray(blocks[i].T @ g[edges[i] : edges[i + 1]]), range(n))
     total = None
     for part in parts:

@@ -99,8 +99,6 @@ class PerturbationStatistic(nn.Module):
 
         Gradient-trained heads just predict (``target`` is then used by the recognition loss only).
         """
-        if self.recognizer is None:
-            raise RuntimeError("this model was trained without gene features, so it has no recognition network")
-        if self.recognizer.head == "ridge":
+        if self.recognizer is not None and self.recognizer.head == "ridge":
             return self.recognizer.fit_predict(features, target)
-        return self.recognizer(features)
+        return self.recognize(features)

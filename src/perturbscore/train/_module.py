@@ -53,8 +53,8 @@ class StatisticModule(L.LightningModule):
         if has is not None and bool(has.any()):
             target = (stat if ref is None else ref.detach())[has]
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
-            fit_t = self.training and net.recognizer is not None and net.recognizer.head == "ridge"
-            rec = net.recognize_fit(ep.features[has], target) if fit_t else net.recognize(ep.features[has])  # (P', m2)
+            feats = ep.features[has]
+            rec = net.recognize_fit(feats, target) if self.training else net.recognize(feats)  # (P', m2)
         used = stat
         if rec is not None and net.fuses_prior:
             used = stat.clone()
