@@ -42,6 +42,7 @@ def child(args: argparse.Namespace) -> None:
         progress=False,
         max_steps=args.steps,
         threads=args.threads,
+        prefetch=args.prefetch,
     )
     fit_s = time.perf_counter() - t1
     m = pd.read_csv(out / "metrics.csv")
@@ -80,6 +81,7 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=0.02)
     ap.add_argument("--threads", type=int, default=2, help="PyTorch/sparse-product threads per run (2 cores here)")
     ap.add_argument("--presets", default="seed-baseline,default")
+    ap.add_argument("--prefetch", type=int, default=None, help="episodes drawn ahead (default: the preset's)")
     ap.add_argument("--child")
     ap.add_argument("--screen")
     ap.add_argument("--features")
@@ -100,6 +102,7 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--child", preset, "--screen", str(where / "screen.h5ad"),
                "--features", str(where / "features.npz"), "--steps", str(steps), "--tol", str(args.tol),
                "--threads", str(args.threads)]  # fmt: skip
+        cmd += [] if args.prefetch is None else ["--prefetch", str(args.prefetch)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if res.returncode:
             sys.exit(f"{preset} failed:\n{res.stderr[-3000:]}")

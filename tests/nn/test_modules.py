@@ -28,13 +28,14 @@ def cells() -> sp.csr_matrix:
 @pytest.mark.parametrize("front_end", ["genes", "standardize", "pca"])
 def test_statistic_is_permutation_invariant(cells: sp.csr_matrix, front_end: str) -> None:
     torch.manual_seed(0)
-    net = PerturbationStatistic(ModelConfig(n_genes=120, n_states=5, front_end=front_end, n_components=16))
+    cfg = ModelConfig(n_genes=120, n_states=5, front_end=front_end, n_components=16)
+    net = PerturbationStatistic(cfg)
     net.front.fit(cells)
     seg = torch.arange(60) // 20  # three sets of 20 cells
     s1 = net.statistic(net.programs(net.front.transform(cells)), seg, 3)
     perm = np.random.default_rng(1).permutation(60)
     s2 = net.statistic(net.programs(net.front.transform(cells[perm])), seg[perm], 3)
-    assert s1.shape == (3, 10)
+    assert s1.shape == (3, cfg.stat_dim) == (3, 10 + 5)
     torch.testing.assert_close(s1, s2, atol=1e-5, rtol=1e-5)
 
 
@@ -139,3 +140,44 @@ def test_front_end_fit_in_chunks_matches_one_block() -> None:
     chunked.fit_rows(lambda r: x[r], rows, chunk=7)
     for name in ("gene_index", "mean", "sd", "components"):
         torch.testing.assert_close(getattr(whole, name), getattr(chunked, name), rtol=1e-4, atol=1e-5)
+
+
+def test_mix_channel_is_the_mean_state_posterior(cells: sp.csr_matrix) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_genes=120, n_states=5, n_components=16, mix_channel=True)
+    net = PerturbationStatistic(cfg)
+    net.front.fit(cells)
+    prog = net.programs(net.front.transform(cells))
+    seg = torch.arange(60) // 20
+    stat = net.statistic(prog, seg, 3)
+    assert stat.shape == (3, cfg.n_stat + 5) == (3, cfg.stat_dim)
+    post = torch.softmax(net.state_classifier(prog), dim=-1)
+    torch.testing.assert_close(stat[:, cfg.n_stat :], segment_mean(post, seg, 3))
+    torch.testing.assert_close(stat[:, : cfg.n_stat], net.mixer(segment_mean(prog, seg, 3)))
+    perm = np.random.default_rng(1).permutation(60)
+    torch.testing.assert_close(net.statistic(prog[perm], seg[perm], 3), stat, atol=1e-5, rtol=1e-5)
+
+
+def test_mix_channel_decoded_mix_moves_from_statistic_to_cells_with_k() -> None:
+    torch.manual_seed(0)
+    head = StructuredDistanceHead(6, 4, mix_channel=True)
+    m = torch.tensor([[0.7, 0.1, 0.1, 0.1]])
+    stat = torch.cat([torch.randn(1, 6), m], dim=-1)
+    q_s = head.proportions(stat[:, :6])
+    torch.testing.assert_close(head.decode(stat[:, :6], torch.log1p(torch.tensor([0.0]))), q_s)  # no mix: s only
+    torch.testing.assert_close(head.decode(stat, torch.log1p(torch.tensor([0.0]))), q_s)  # no cells: s only
+    far = head.decode(stat, torch.log1p(torch.tensor([1e6])))  # many cells: the cells' posterior mean
+    torch.testing.assert_close(far, m, atol=1e-4, rtol=1e-4)
+    ks = [1.0, 3.0, 10.0, 100.0]
+    gaps = [float((head.decode(stat, torch.log1p(torch.tensor([k]))) - m).abs().sum()) for k in ks]
+    assert all(a > b for a, b in zip(gaps, gaps[1:], strict=False))  # more cells: closer to the cells' mix
+    mid = head.decode(stat, torch.log1p(torch.tensor([10.0])))
+    assert torch.all((mid - q_s).abs() <= (m - q_s).abs() + 1e-6)
+    torch.testing.assert_close(mid.sum(-1), torch.ones(1))
+
+
+def test_mix_channel_needs_state_classifier_and_structured_head() -> None:
+    with pytest.raises(ValueError, match="mix_channel"):
+        ModelConfig(n_genes=10, n_states=3, mix_channel=True, state_classifier=False)
+    with pytest.raises(ValueError, match="mix_channel"):
+        ModelConfig(n_genes=10, n_states=3, mix_channel=True, head="attention")

@@ -93,6 +93,16 @@ def test_render_eval_markdown(results: dict) -> None:
     assert "5 train / 2 val / 1 test" in md
 
 
+def test_render_eval_markdown_reports_the_mix_channel_apart(results: dict) -> None:
+    assert "mix channel" not in render_eval_markdown(results)
+    results["models"]["full"] |= {"stability_mix": {2: [0.2, 0.3], 10: [0.45, 0.47]}, "rec_r2_mix": [0.2, 0.3]}
+    tail = render_eval_markdown(results).split("## (d)")[1].split("mix channel")[1]
+    row = _row(tail, "full model")
+    assert "0.250 ± 0.071" in row
+    assert "0.460 ± 0.014" in row
+    assert "0.250 ± 0.071 |" in row.split("0.460")[1]  # rec R² of the mix, last column
+
+
 def test_render_eval_markdown_json_roundtrip_and_empty(results: dict) -> None:
     assert render_eval_markdown(json.loads(json.dumps(results))) == render_eval_markdown(results)
     empty = render_eval_markdown({})

@@ -72,9 +72,13 @@ def test_tables_shapes_and_values(sim, model, result):
     assert result.activity_by_perturbation.shape == (9, m1)
     assert set(result.activity_by_perturbation.index) == set(sim.adata.obs["condition"].astype(str))
     rel = result.stat_state_relation
-    assert rel.shape == (m2, 5)
+    assert rel.shape == (model.model_config.stat_dim, 5)
     assert np.nanmax(np.abs(rel.to_numpy())) <= 1
-    assert list(rel.index) == [f"stat_{j + 1}" for j in range(m2)]
+    mix = [f"mix_{s}" for s in model.states] if model.model_config.mix_channel else []
+    assert list(rel.index) == [f"stat_{j + 1}" for j in range(m2)] + mix
+    if mix:  # the mix channel is each state's mean posterior: it tracks that state's share across knockouts
+        diag = [rel.loc[f"mix_{s}", s] for s in model.states]
+        assert np.nanmean(diag) > 0.5
 
 
 def test_tables_match_direct_computation(sim, model, result):

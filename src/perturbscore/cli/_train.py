@@ -55,6 +55,11 @@ def train(
     stability_weight: float | None = typer.Option(
         None, "--stability-weight", help="Weight of the stability loss on G (default 0.5; 0 turns it off)."
     ),
+    mix_channel: bool | None = typer.Option(
+        None,
+        "--mix-channel/--no-mix-channel",
+        help="Add the cells' mean decoded state posterior to the statistic (default preset: on; seed presets: off).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
@@ -80,7 +85,7 @@ def train(
         max_steps=max_steps, k_min=k_min, k_max=k_max, lr=lr, rec_weight=rec_weight, loss=loss, n_train=n_train,
         n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
-        prefetch=prefetch, stability_weight=stability_weight,
+        prefetch=prefetch, stability_weight=stability_weight, mix_channel=mix_channel,
     )  # fmt: skip
     from ..train._dist import is_main_process
 

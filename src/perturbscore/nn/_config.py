@@ -45,6 +45,12 @@ class ModelConfig:
         Where gene features exist, combine the cells' statistic with T's prediction as a prior,
         ``(k s_cells + kappa T(g)) / (k + kappa)`` with a learned ``kappa`` (initial ``prior_strength``):
         few cells lean on the sequence, many cells override it; no cells gives ``T(g)``.
+    mix_channel
+        (Default; off in the seed presets.) Append the cells' mean decoded state posterior
+        ``mean_x softmax(A f(x))`` (``A``: the state classifier) to the statistic, which then has
+        ``n_stat + n_states`` entries: ``[G(mean f), mean posterior]``. The head reads the decoded mix as
+        ``w m + (1 - w) q_hat(s)`` with ``w = k / (k + kappa_mix)``, so many cells give a plug-in estimate
+        of the mix that cannot memorise knockout-specific expression (docs/method.md, item 12).
     recognizer_head
         T's read-out: ``"mlp"`` (trained by gradient, the seed) or ``"ridge"`` (closed-form, penalty by
         leave-one-out; see :class:`~perturbscore.nn.SequenceRecognizer`; best with ``"gaussian"`` pooling,
@@ -73,6 +79,7 @@ class ModelConfig:
     fuse_prior: bool = True
     prior_strength: float = 5.0
     recognizer_head: Literal["mlp", "ridge"] | None = None
+    mix_channel: bool = True
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:
@@ -83,6 +90,8 @@ class ModelConfig:
             raise ValueError(f"head must be 'attention' or 'structured', not {self.head!r}")
         if self.recognizer_head not in (None, "mlp", "ridge"):
             raise ValueError(f"recognizer_head must be 'mlp' or 'ridge', not {self.recognizer_head!r}")
+        if self.mix_channel and not (self.state_classifier and self.head == "structured"):
+            raise ValueError("mix_channel needs the state classifier and the structured head")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 
@@ -92,6 +101,11 @@ class ModelConfig:
         if self.recognizer_head is not None:
             return self.recognizer_head
         return "mlp" if self.recognizer_pooling == "conv" else "ridge"
+
+    @property
+    def stat_dim(self) -> int:
+        """Length of the statistic vector: ``n_stat``, plus ``n_states`` with the mix channel."""
+        return self.n_stat + (self.n_states if self.mix_channel else 0)
 
     @property
     def n_selected(self) -> int:
@@ -114,4 +128,5 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        return cls(**data)
+        # a model saved before the mix channel existed has none
+        return cls(**({"mix_channel": False} | data))

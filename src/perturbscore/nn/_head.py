@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -71,17 +73,32 @@ class StructuredDistanceHead(nn.Module):
     head in perturbscore's default configuration (see docs/ablation.md).
     """
 
-    def __init__(self, n_stat: int, n_states: int, *, hidden: int = 128) -> None:
+    def __init__(self, n_stat: int, n_states: int, *, hidden: int = 128, mix_channel: bool = False) -> None:
         super().__init__()
+        self.n_stat = n_stat
         self.proportions = ProportionHead(n_stat, n_states)
         self.net = _mlp(n_stat + 3 * n_states + 2, hidden, 1)
+        # kappa_mix: cells' worth of the statistic's decoded mix against the cells' mean posterior
+        self.mix_logit = nn.Parameter(torch.tensor(math.log(math.expm1(10.0)))) if mix_channel else None
+
+    def decode(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
+        """Decoded state mix ``(P, C)`` of statistics ``(P, m2 [+ C])`` (``log_k``: cells behind each, 0 = none)."""
+        q_s = self.proportions(stat[:, : self.n_stat])
+        if self.mix_logit is None or stat.shape[1] == self.n_stat:  # no mix channel, or T(g) alone
+            return q_s
+        m = stat[:, self.n_stat :].clamp_min(0.0)
+        m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)
+        k = torch.zeros(stat.shape[0], device=stat.device) if log_k is None else torch.expm1(log_k.to(stat.dtype))
+        w = (k / (k + torch.nn.functional.softplus(self.mix_logit))).unsqueeze(-1)  # (P, 1)
+        return w * m + (1 - w) * q_s
 
     def forward(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
         """Distances ``(P, T)`` for statistics ``(P, m2)``, targets ``(P, T, C)`` and ``log_k`` ``(P,)``."""
         P, T, _ = targets.shape
-        q_hat = self.proportions(stat)[:, None, :].expand(P, T, -1)  # (P, T, C)
+        q_hat = self.decode(stat, log_k)[:, None, :].expand(P, T, -1)  # (P, T, C)
         gap = (q_hat - targets).abs()  # (P, T, C)
         tv = 0.5 * gap.sum(-1, keepdim=True)  # (P, T, 1)
         lk = torch.zeros(P, device=stat.device) if log_k is None else log_k.to(stat.dtype)
-        parts = [stat[:, None, :].expand(P, T, -1), targets, q_hat, gap, tv, lk[:, None, None].expand(P, T, 1)]
+        s = stat[:, None, : self.n_stat].expand(P, T, -1)
+        parts = [s, targets, q_hat, gap, tv, lk[:, None, None].expand(P, T, 1)]
         return torch.sigmoid(self.net(torch.cat(parts, dim=-1)).squeeze(-1))  # (P, T)

@@ -37,11 +37,13 @@ class PerturbationStatistic(nn.Module):
                 config.n_stat, config.n_states, n_slots=config.head_slots, hidden=config.head_hidden
             )
         else:
-            self.head = StructuredDistanceHead(config.n_stat, config.n_states, hidden=config.head_hidden)
+            self.head = StructuredDistanceHead(
+                config.n_stat, config.n_states, hidden=config.head_hidden, mix_channel=config.mix_channel
+            )
         self.recognizer = (
             SequenceRecognizer(
                 config.n_features,
-                config.n_stat,
+                config.stat_dim,
                 pooling=config.recognizer_pooling,
                 hidden=config.recognizer_hidden,
                 dropout=config.recognizer_dropout,
@@ -62,18 +64,37 @@ class PerturbationStatistic(nn.Module):
         """f: front-end inputs ``(N, n_inputs)`` (already transformed) -> programs ``(N, m1)``."""
         return self.encoder(x)
 
+    def cell_summary(self, programs: torch.Tensor) -> torch.Tensor:
+        """What the statistic averages per cell: ``f(x)`` ``(N, m1)``, plus the state posterior with the mix channel."""
+        if not self.config.mix_channel:
+            return programs
+        return torch.cat([programs, torch.softmax(self.state_classifier(programs), dim=-1)], dim=-1)
+
+    def pool(self, means: torch.Tensor) -> torch.Tensor:
+        """The statistic from per-set means of :meth:`cell_summary`: ``G`` on the programs' part, the mix kept."""
+        m1 = self.config.n_programs
+        stat = self.mixer(means[:, :m1])
+        return stat if means.shape[1] == m1 else torch.cat([stat, means[:, m1:]], dim=-1)
+
     def statistic(self, programs: torch.Tensor, segments: torch.Tensor, n_sets: int) -> torch.Tensor:
-        """G of the per-set mean of ``programs`` ``(N, m1)`` grouped by ``segments`` -> ``(n_sets, m2)``."""
-        return self.mixer(segment_mean(programs, segments, n_sets))
+        """G of the per-set mean of ``programs`` ``(N, m1)`` grouped by ``segments`` -> ``(n_sets, m2)``.
+
+        With the mix channel the cells' mean decoded state posterior follows: ``(n_sets, m2 + C)``.
+        """
+        return self.pool(segment_mean(self.cell_summary(programs), segments, n_sets))
+
+    def mixed(self, stat: torch.Tensor) -> torch.Tensor:
+        """The part of a statistic made by ``G`` (drops the mix channel, if any): ``(P, m2)``."""
+        return stat[:, : self.config.n_stat]
 
     def distance(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
         """H: predicted TV distances ``(P, T)`` from statistics ``(P, m2)`` and targets ``(P, T, C)``."""
         return self.head(stat, targets, log_k)
 
-    def proportions(self, stat: torch.Tensor) -> torch.Tensor | None:
-        """Decoded state mix ``(P, C)`` where the head has one, else ``None``."""
-        props = getattr(self.head, "proportions", None)
-        return None if props is None else props(stat)
+    def proportions(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Decoded state mix ``(P, C)`` where the head has one, else ``None`` (``log_k``: cells behind each)."""
+        decode = getattr(self.head, "decode", None)
+        return None if decode is None else decode(stat, log_k)
 
     @property
     def fuses_prior(self) -> bool:
@@ -81,15 +102,20 @@ class PerturbationStatistic(nn.Module):
         return self.prior_logit is not None
 
     def fuse(self, stat: torch.Tensor, prior: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Posterior statistic ``(k s + kappa T(g)) / (k + kappa)`` for ``(P, m2)`` inputs and ``k`` ``(P,)``."""
+        """Posterior statistic ``(k s + kappa T(g)) / (k + kappa)`` for ``(P, m2)`` inputs and ``k`` ``(P,)``.
+
+        With the mix channel ``T`` predicts it too (the mix of the gene's cells), and both parts are fused.
+        """
         if self.prior_logit is None:
             return stat
         kappa = torch.nn.functional.softplus(self.prior_logit)
         w = (k.to(stat.dtype) / (k.to(stat.dtype) + kappa)).unsqueeze(-1)  # (P, 1)
-        return w * stat + (1 - w) * prior
+        m2 = prior.shape[1]
+        fused = w * stat[:, :m2] + (1 - w) * prior
+        return fused if stat.shape[1] == m2 else torch.cat([fused, stat[:, m2:]], dim=-1)
 
     def recognize(self, features: torch.Tensor) -> torch.Tensor:
-        """T: statistic predicted from gene features ``(P, W, D)`` -> ``(P, m2)``."""
+        """T: the statistic predicted from gene features ``(P, W, D)`` -> ``(P, m2 [+ C])``."""
         if self.recognizer is None:
             raise RuntimeError("this model was trained without gene features, so it has no recognition network")
         return self.recognizer(features)

@@ -78,7 +78,7 @@ def _column_index(screen_genes: np.ndarray, model: PerturbScoreModel) -> np.ndar
 
 # -- the engine -----------------------------------------------------------------------------------
 def program_activities(models: list[PerturbScoreModel], screen: Screen, perturbation: str) -> list[np.ndarray]:
-    """f of every cell of ``perturbation`` under each model: a list of ``(n, m1)`` arrays."""
+    """f of every cell of ``perturbation`` under each model: a list of ``(n, m1)`` arrays (see ``cell_summary``)."""
     if perturbation not in screen.perturbations:
         raise InputError(
             f"perturbation {perturbation!r} is not in the screen ({len(screen.perturbations)} perturbations, e.g. "
@@ -88,7 +88,7 @@ def program_activities(models: list[PerturbScoreModel], screen: Screen, perturba
     out = []
     for m in models:
         cols = _column_index(screen.gene_names, m)
-        out.append(m.program_activity(cells if cols is None else cells[:, cols]))  # (n, m1)
+        out.append(m.cell_summary(cells if cols is None else cells[:, cols]))  # (n, m1 [+ C])
     return out
 
 
@@ -102,7 +102,7 @@ def gene_prior(
         if not (feats and m.has_recognizer and getattr(m.net, "fuses_prior", False)):
             out.append(None)
             continue
-        prior = np.full((len(genes), m.model_config.n_stat), np.nan, dtype=np.float32)  # (P, m2)
+        prior = np.full((len(genes), m.model_config.stat_dim), np.nan, dtype=np.float32)  # (P, m2)
         for i, g in enumerate(genes):
             if (src := next((f for f in feats if g in f), None)) is not None:
                 prior[i] = m.statistic_from_sequence(src.get([g]))[0]
@@ -144,13 +144,13 @@ def distances_from_means(
         mix_j = []
         for a in range(0, len(n_cells), CHUNK):  # G/H on big batches of means, in bounded memory
             sl = slice(a, a + CHUNK)
-            stat = m.net.mixer(torch.from_numpy(np.ascontiguousarray(means[j][sl], dtype=np.float32)))  # (b, m2)
+            stat = m.net.pool(torch.from_numpy(np.ascontiguousarray(means[j][sl], dtype=np.float32)))  # (b, m2)
             if prior is not None and (has := ~np.isnan(prior[sl]).any(axis=1)).any():
                 k, sel = torch.as_tensor(n_cells[sl][has].astype(np.float32)), torch.from_numpy(has)
                 stat[sel] = m.net.fuse(stat[sel], torch.from_numpy(prior[sl][has]), k)
             q = np.repeat(targets[None], stat.shape[0], axis=0)  # (b, T, C)
             dist[sl] += m.predict_distance(stat.numpy(), q, n_cells=n_cells[sl]) / len(models)  # (b, T)
-            mix_j.append(m.predict_proportions(stat.numpy()))
+            mix_j.append(m.predict_proportions(stat.numpy(), n_cells=n_cells[sl]))
         if all(x is not None for x in mix_j):
             mixes.append(np.concatenate(mix_j))
     return dist, (np.mean(mixes, axis=0) if mixes else None)

@@ -98,6 +98,10 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
     has_feats = screen.features is not None and all(p in screen.features for p in setup.val)
     feats = screen.feature_block(setup.val) if has_feats and model.has_recognizer else None
     out: dict = {"mae_cells": {}, "stability": {}, "stability_cells_only": {}}
+    n_stat = model.model_config.n_stat  # stability is that of s = G(mean f); a mix channel is reported apart
+    mix = model.model_config.stat_dim > n_stat
+    if mix:
+        out["stability_mix"] = {}
     for k in track(setup.ks, progress=progress, description="evaluating"):
         preds, stats, raw = [], [], []
         for r, (rows, used) in enumerate(setup.samples[k]):
@@ -109,8 +113,11 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
             raw.append(stat)
         pred = np.stack(preds)  # (R, P, T)
         out["mae_cells"][k] = float(np.abs(pred - true).mean())
-        out["stability"][k] = stability(np.stack(stats))
-        out["stability_cells_only"][k] = stability(np.stack(raw))
+        post_all = np.stack(stats)  # (R, P, stat_dim)
+        out["stability"][k] = stability(post_all[..., :n_stat])
+        out["stability_cells_only"][k] = stability(np.stack(raw)[..., :n_stat])
+        if mix:
+            out["stability_mix"][k] = stability(post_all[..., n_stat:])
         if k == setup.eval_k:
             out |= _ranking_metrics(pred, true)
             out["scatter"] = {"pred": pred[0].ravel().tolist(), "true": true[0].ravel().tolist()}
@@ -131,13 +138,17 @@ def _sequence_metrics(model: PerturbScoreModel, setup: EvalSetup, true: np.ndarr
         ix = screen.cell_index[i]
         ix = rng.choice(ix, size=1000, replace=False) if len(ix) > 1000 else ix
         full.append(model.statistic(screen.rows.take(np.sort(ix))))
-    full_arr = np.stack(full)  # (P, m2)
-    return {
+    full_arr = np.stack(full)  # (P, stat_dim)
+    n_stat = model.model_config.n_stat  # R² of s = G(mean f); the mix channel's apart
+    out = {
         "mae_sequence": float(np.abs(pred - true).mean()),
         "val_rec_loss": float(((rec - full_arr) ** 2).sum(-1).mean()),
-        "rec_r2": recognition_r2(rec, full_arr),
+        "rec_r2": recognition_r2(rec[:, :n_stat], full_arr[:, :n_stat]),
         "sequence_ranking": _ranking_metrics(pred, true),
     }
+    if full_arr.shape[1] > n_stat:
+        out["rec_r2_mix"] = recognition_r2(rec[:, n_stat:], full_arr[:, n_stat:])
+    return out
 
 
 def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng: int = 0) -> dict:

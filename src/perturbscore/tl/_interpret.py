@@ -305,7 +305,7 @@ def _perturbation_tables(
     if len(keep) < 3:
         logger.warning("only %d perturbation(s) with cells: no statistic-state correlation", len(keep))
         return
-    stat_names = [f"stat_{j + 1}" for j in range(stat.shape[1])]
+    stat_names = model.stat_names
     rel = program_state_relation(stat, props, list(model.states), programs=stat_names)
     rel.index.name, rel.columns.name = "stat_program", "state"
     result.stat_state_relation = rel

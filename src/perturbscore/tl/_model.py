@@ -74,6 +74,23 @@ class PerturbScoreModel:
         return self.net.programs(self._inputs(cells)).numpy()
 
     @torch.no_grad()
+    def cell_summary(self, cells: sp.spmatrix | np.ndarray) -> np.ndarray:
+        """What the statistic averages per cell: ``(n_cells, m1)`` programs (plus ``C`` state posteriors with the
+        mix channel); :meth:`statistic_from_means` turns means of these rows into statistics."""
+        return self.net.cell_summary(self.net.programs(self._inputs(cells))).numpy()
+
+    @torch.no_grad()
+    def statistic_from_means(self, means: np.ndarray) -> np.ndarray:
+        """Statistics ``(n, stat_dim)`` from ``(n, ...)`` means of :meth:`cell_summary` rows."""
+        return self.net.pool(torch.from_numpy(np.ascontiguousarray(means, dtype=np.float32))).numpy()
+
+    @property
+    def stat_names(self) -> list[str]:
+        """Names of the statistic's entries: ``stat_1..stat_m2``, then ``mix_<state>`` with the mix channel."""
+        names = [f"stat_{j + 1}" for j in range(self.model_config.n_stat)]
+        return names + ([f"mix_{s}" for s in self.states] if self.model_config.mix_channel else [])
+
+    @torch.no_grad()
     def statistic(self, cells: sp.spmatrix | np.ndarray, *, groups: np.ndarray | None = None) -> np.ndarray:
         """``s(P)`` from cells ``(n, genes)`` (log-normalised): ``(m2,)``, or ``(n_groups, m2)`` per group.
 
@@ -149,9 +166,14 @@ class PerturbScoreModel:
         return d[:, 0] if squeeze else d
 
     @torch.no_grad()
-    def predict_proportions(self, stat: np.ndarray) -> np.ndarray | None:
-        """Decoded state mix ``(n, C)`` where the head provides one (structured head), else ``None``."""
-        out = self.net.proportions(torch.as_tensor(np.atleast_2d(np.asarray(stat, dtype=np.float32))))
+    def predict_proportions(self, stat: np.ndarray, *, n_cells: int | np.ndarray = 0) -> np.ndarray | None:
+        """Decoded state mix ``(n, C)`` where the head provides one (structured head), else ``None``.
+
+        ``n_cells`` (cells behind each statistic, 0 = from sequence) matters with the mix channel only.
+        """
+        s = torch.as_tensor(np.atleast_2d(np.asarray(stat, dtype=np.float32)))
+        k = np.minimum(np.broadcast_to(np.asarray(n_cells), (s.shape[0],)), self.train_config.k_max)
+        out = self.net.proportions(s, torch.log1p(torch.as_tensor(k, dtype=torch.float32)))
         return None if out is None else out.numpy()
 
     def program_loadings(self) -> pd.DataFrame:

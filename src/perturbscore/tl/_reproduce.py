@@ -50,6 +50,7 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default+stability_into_f": ("default", {"stability_grad": "all"}),
     "default_stability_0.2": ("default", {"stability_weight": 0.2}),
     "default_stability_1.0": ("default", {"stability_weight": 1.0}),
+    "default-mix_channel": ("default", {"mix_channel": False}),
     "perturbscore": ("default", {}),
 }
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 from .._errors import InputError
+from ..nn import ModelConfig
 
 PRESETS = ("default", "seed-baseline", "seed-full")
 
@@ -186,6 +187,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "recognizer_head": "mlp",
         "cell_mix_head": False,
         "fuse_prior": False,
+        "mix_channel": False,
     }
     seed_train = {
         "rec_mode": "seed",
@@ -206,21 +208,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         cfg, model = TrainConfig(preset=name), {}
     else:
         raise InputError(f"unknown preset {name!r} (--preset); choose one of {', '.join(PRESETS)}")
-    model_keys = {
-        "front_end",
-        "head",
-        "n_stat",
-        "n_programs",
-        "state_classifier",
-        "recognizer_pooling",
-        "recognizer_head",
-        "cell_mix_head",
-        "fuse_prior",
-        "prior_strength",
-        "recognizer_dropout",
-        "n_components",
-        "n_top_genes",
-    }
+    model_keys = {f.name for f in fields(ModelConfig)} - {"n_genes", "n_states", "n_features"}
     model |= {k: v for k, v in overrides.items() if k in model_keys and v is not None}
     train_over = {k: v for k, v in overrides.items() if k not in model_keys and v is not None}
     return replace(cfg, **train_over), model

@@ -63,6 +63,10 @@ class StatisticModule(L.LightningModule):
         pred_loss = prediction_loss(pred, ep.distances, cfg.loss)
         terms = {"pred_loss": pred_loss, "pred_mae": (pred - ep.distances).abs().mean().detach()}
         total = pred_loss
+        if net.config.mix_channel:  # H on G's part alone too, so s stays a full summary (T learns it for unseen genes)
+            terms["pred_loss_stat"] = prediction_loss(net.distance(net.mixed(used), ep.targets, log_k(ep.k)),
+                                                      ep.distances, cfg.loss)  # fmt: skip
+            total = total + terms["pred_loss_stat"]
         if cfg.state_weight > 0 and net.state_classifier is not None:
             terms["state_loss"] = F.cross_entropy(net.state_classifier(programs), ep.cell_states)
             total = total + cfg.state_weight * terms["state_loss"]
@@ -72,11 +76,14 @@ class StatisticModule(L.LightningModule):
             total = total + cfg.cell_mix_weight * terms["cell_mix_loss"]
         if stable and ref is not None:
             s_k = net.statistic(programs.detach(), ep.segments, ep.n_sets) if only_g else stat
-            terms["stability_loss"] = stability_loss(s_k, ref)
+            terms["stability_loss"] = stability_loss(net.mixed(s_k), net.mixed(ref))
             total = total + cfg.stability_weight * terms["stability_loss"]
-        q_hat = net.proportions(used)
+        q_hat = net.proportions(used, log_k(ep.k))
         if q_hat is not None and cfg.prop_weight > 0:
             terms["prop_loss"] = 0.5 * (q_hat - ep.proportions).abs().sum(-1).mean()
+            if net.config.mix_channel:  # the statistic's own decoded mix (all that sequence-only scoring has)
+                q_s = net.proportions(net.mixed(used))
+                terms["prop_loss"] = terms["prop_loss"] + 0.5 * (q_s - ep.proportions).abs().sum(-1).mean()
             total = total + cfg.prop_weight * terms["prop_loss"]
         if rec is not None and target is not None:
             terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
