@@ -181,3 +181,10 @@ def test_mix_channel_needs_state_classifier_and_structured_head() -> None:
         ModelConfig(n_genes=10, n_states=3, mix_channel=True, state_classifier=False)
     with pytest.raises(ValueError, match="mix_channel"):
         ModelConfig(n_genes=10, n_states=3, mix_channel=True, head="attention")
+
+
+def test_config_saved_before_the_mix_channel_loads_without_it() -> None:
+    old = ModelConfig(n_genes=10, n_states=3).to_dict()
+    old.pop("mix_channel")
+    assert ModelConfig.from_dict(old).mix_channel is False
+    assert ModelConfig.from_dict(ModelConfig(n_genes=10, n_states=3).to_dict()).mix_channel is True
