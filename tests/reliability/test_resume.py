@@ -116,6 +116,23 @@ def test_resume_of_a_finished_run_keeps_it(sim_dir: Path, tmp_path: Path) -> Non
         fit(sim_dir / "screen.h5ad", out=run, max_steps=4, steps_per_epoch=2, progress=False, use_recognizer=False)
 
 
+def test_resume_refuses_another_architecture(sim_dir: Path, tmp_path: Path) -> None:
+    """A run started without the mix channel (or before it existed) resumes only without it; nothing is rewritten."""
+    from perturbscore.tl import fit
+
+    run = tmp_path / "run"
+    kw = {"out": run, "max_steps": 4, "steps_per_epoch": 2, "progress": False, "use_recognizer": False}
+    fit(sim_dir / "screen.h5ad", model_overrides={"mix_channel": False}, **kw)
+    cfg = json.loads((run / "config.json").read_text())
+    del cfg["model"]["mix_channel"]  # as written before the option existed
+    (run / "config.json").write_text(json.dumps(cfg))
+    before = (run / "config.json").read_text()
+    with pytest.raises(RunError, match="model.mix_channel: False -> True"):
+        fit(sim_dir / "screen.h5ad", resume=True, **kw)
+    assert (run / "config.json").read_text() == before
+    fit(sim_dir / "screen.h5ad", resume=True, mix_channel=False, **kw)  # the original architecture resumes
+
+
 # -- atomic writes -------------------------------------------------------------------------
 def test_atomic_path_failure_keeps_previous_file(tmp_path: Path) -> None:
     """An exception mid-write leaves the previous file intact and no temp file behind."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
+from .._errors import InputError
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -27,7 +29,8 @@ class ModelConfig:
     n_programs
         ``m1``, gene-expression programs (rows of f's weights).
     n_stat
-        ``m2``, multicellular programs: the statistic's size.
+        ``m2``, multicellular programs: the size of ``G``'s output (the statistic adds the mix channel's
+        ``n_states`` entries to it, see :attr:`stat_dim`).
     d_model, n_heads
         Token width and heads of G's self-attention.
     head
@@ -37,7 +40,7 @@ class ModelConfig:
     recognizer_pooling, recognizer_hidden, recognizer_dropout
         T's pooling over windows (``"mean"``, ``"attention"``, ``"gaussian"``, ``"conv"``), MLP width and dropout.
     state_classifier
-        Add a per-cell state classifier on f (for the auxiliary state loss).
+        Add a per-cell state classifier on f (for the auxiliary state loss, and the mix channel's posteriors).
     cell_mix_head
         Add a per-cell head predicting the cell's perturbation's state mix from f (auxiliary loss): pushes f
         to carry every per-cell signal of the perturbation's effect, not only the cell's own state.
@@ -91,7 +94,10 @@ class ModelConfig:
         if self.recognizer_head not in (None, "mlp", "ridge"):
             raise ValueError(f"recognizer_head must be 'mlp' or 'ridge', not {self.recognizer_head!r}")
         if self.mix_channel and not (self.state_classifier and self.head == "structured"):
-            raise ValueError("mix_channel needs the state classifier and the structured head")
+            raise InputError(
+                "mix_channel needs the state classifier and the structured head; turn it off with "
+                "mix_channel=False (--no-mix-channel) or keep state_classifier=True, head='structured'"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
 

@@ -68,7 +68,9 @@ class StructuredDistanceHead(nn.Module):
     """Distance head that sees the statistic, the target, a decoded mix and how many cells were used.
 
     Input per (perturbation, target): ``[s, Q, q_hat, |q_hat - Q|, TV(q_hat, Q), log k]``; an MLP maps it
-    to a distance in [0, 1]. Knowing ``k`` lets the head shrink small-sample estimates by the right amount;
+    to a distance in [0, 1]. With ``mix_channel`` a statistic has ``m2 + C`` entries (``G``'s part, then the
+    cells' mean state posterior ``m``) and ``q_hat = w m + (1 - w) q_hat(G part)``, ``w = k / (k + kappa_mix)``
+    (:meth:`decode`); a statistic of ``m2`` entries is decoded from ``G``'s part alone. Knowing ``k`` lets the head shrink small-sample estimates by the right amount;
     ``q_hat`` gives it the geometry of total variation for free. This replaces the seed's cross-attention
     head in perturbscore's default configuration (see docs/ablation.md).
     """
@@ -93,7 +95,7 @@ class StructuredDistanceHead(nn.Module):
         return w * m + (1 - w) * q_s
 
     def forward(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
-        """Distances ``(P, T)`` for statistics ``(P, m2)``, targets ``(P, T, C)`` and ``log_k`` ``(P,)``."""
+        """Distances ``(P, T)`` for statistics ``(P, m2 [+ C])``, targets ``(P, T, C)`` and ``log_k`` ``(P,)``."""
         P, T, _ = targets.shape
         q_hat = self.decode(stat, log_k)[:, None, :].expand(P, T, -1)  # (P, T, C)
         gap = (q_hat - targets).abs()  # (P, T, C)

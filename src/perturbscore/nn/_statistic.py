@@ -88,7 +88,7 @@ class PerturbationStatistic(nn.Module):
         return stat[:, : self.config.n_stat]
 
     def distance(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
-        """H: predicted TV distances ``(P, T)`` from statistics ``(P, m2)`` and targets ``(P, T, C)``."""
+        """H: predicted TV distances ``(P, T)`` from statistics ``(P, m2 [+ C])`` and targets ``(P, T, C)``."""
         return self.head(stat, targets, log_k)
 
     def proportions(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor | None:

@@ -200,7 +200,7 @@ def _programs(result: ProgramsResult | None) -> dict[str, Callable[[], Figure]]:
         ("program_activity_perturbation", result.activity_by_perturbation,
          "mean program activity f per perturbation", "program", "perturbation", "mean f"),
         ("stat_state_relation", result.stat_state_relation,
-         "statistic s(P) vs state share (Spearman across perturbations)", "state", "multicellular program",
+         "statistic s(P) vs state share (Spearman across perturbations)", "state", "statistic entry",
          "Spearman rho"),
     )  # fmt: skip
     for name, df, title, xlabel, ylabel, cbar in heatmaps:

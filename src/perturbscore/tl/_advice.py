@@ -4,6 +4,9 @@ The engine here (program activities computed once per cell, then ``G``/``H`` on 
 means) backs both the bootstrap intervals of :func:`~perturbscore.tl.score_perturbations` and the
 cells-needed advice: the smallest ``k`` whose prediction from ``k`` random cells stays within a
 tolerance of the all-cells prediction.
+
+Shapes: ``m1`` is the width of a model's per-cell rows (:meth:`PerturbScoreModel.cell_summary`: the programs,
+plus the state posterior with the mix channel) and ``m2`` that of its statistic (``ModelConfig.stat_dim``).
 """
 
 from __future__ import annotations

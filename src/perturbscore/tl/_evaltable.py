@@ -17,11 +17,14 @@ All distances and losses are on the TV scale (``0.5 * L1``, in ``[0, 1]``)::
         "seed_baseline": {...},                   # the seed's baseline model: no T, 60 cells
         "full": {                                 # the full model: T, ~10 cells
           "val_pred_loss": [...],                 # validation prediction loss (mean |H - d|)
-          "val_rec_loss": [...],                  # validation recognition loss (mean ||T(g) - s||^2)
-          "rec_r2": [...],                        # recognition R^2 on validation perturbations
+          "val_rec_loss": [...],                  # validation recognition loss (mean ||T(g) - s||^2, G's part)
+          "rec_r2": [...],                        # recognition R^2 on validation perturbations (G's part)
+          "rec_r2_mix": [...], "val_rec_loss_mix": [...],  # the same for the mix channel (if the model has one)
           "mae_cells": {k: [...]},                # pred_mae_cells@k
           "mae_sequence": [...],                  # pred_mae_sequence (no cells)
-          "stability": {k: [...]},                # statistic stability at k cells
+          "stability": {k: [...]},                # statistic stability at k cells (G's part)
+          "stability_mix": {k: [...]},            # the mix channel's stability (if the model has one)
+          "prior_strength": [...], "mix_strength": [...],  # learned kappa of the T fusion / of the mix channel
           "spearman": [...], "top1": [...], "top3": [...],
         },
       },

@@ -124,6 +124,8 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
     if feats is not None:
         out |= _sequence_metrics(model, setup, true)
         out["prior_strength"] = model.prior_strength
+    if model.mix_strength is not None:
+        out["mix_strength"] = model.mix_strength
     return out
 
 
@@ -142,12 +144,13 @@ def _sequence_metrics(model: PerturbScoreModel, setup: EvalSetup, true: np.ndarr
     n_stat = model.model_config.n_stat  # R² of s = G(mean f); the mix channel's apart
     out = {
         "mae_sequence": float(np.abs(pred - true).mean()),
-        "val_rec_loss": float(((rec - full_arr) ** 2).sum(-1).mean()),
+        "val_rec_loss": float(((rec[:, :n_stat] - full_arr[:, :n_stat]) ** 2).sum(-1).mean()),
         "rec_r2": recognition_r2(rec[:, :n_stat], full_arr[:, :n_stat]),
         "sequence_ranking": _ranking_metrics(pred, true),
     }
     if full_arr.shape[1] > n_stat:
         out["rec_r2_mix"] = recognition_r2(rec[:, n_stat:], full_arr[:, n_stat:])
+        out["val_rec_loss_mix"] = float(((rec[:, n_stat:] - full_arr[:, n_stat:]) ** 2).sum(-1).mean())
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._utils import write_json_atomic, write_text_atomic
 from ..data import GeneFeatures, Screen
+from ..nn import ModelConfig
 from ..train import Split, TrainConfig, model_config_for, preset, split_perturbations, train_statistic
 from ..train._data import resolve_io
 from ..train._dist import is_main_process
@@ -104,7 +105,7 @@ def fit(
         out = Path(tempfile.mkdtemp(prefix="perturbscore-run-"))
     run_dir = prepare_run_dir(out, overwrite=overwrite, resume=resume) if main else Path(out)
     if resume and main:
-        _check_resume(run_dir, tcfg)
+        _check_resume(run_dir, tcfg, mcfg)
     if split is None:
         split = split_perturbations(screen, n_train=tcfg.n_train, n_val=tcfg.n_val, seed=tcfg.split_seed)
     config_dict = {
@@ -130,7 +131,7 @@ def fit(
     return model
 
 
-def _check_resume(run_dir: Path, config: TrainConfig) -> None:
+def _check_resume(run_dir: Path, config: TrainConfig, model_config: ModelConfig) -> None:
     """Refuse to resume a run with other settings than it started with (``max_steps`` may grow)."""
     import json
 
@@ -139,8 +140,11 @@ def _check_resume(run_dir: Path, config: TrainConfig) -> None:
     path = run_dir / "config.json"
     if not path.exists():
         return
-    stored = json.loads(path.read_text()).get("train", {})
-    new = config.to_dict()
+    saved = json.loads(path.read_text())
+    stored = saved.get("train", {}) | {f"model.{k}": v for k, v in saved.get("model", {}).items()}
+    if "model" in saved:
+        stored.setdefault("model.mix_channel", False)  # a run started before the mix channel existed
+    new = config.to_dict() | {f"model.{k}": v for k, v in model_config.to_dict().items()}
     diff = sorted(k for k in new if k != "max_steps" and k in stored and stored[k] != new[k])
     if diff:
         shown = ", ".join(f"{k}: {stored[k]!r} -> {new[k]!r}" for k in diff[:6])

@@ -63,7 +63,7 @@ class ProgramsResult:
     activity_by_perturbation
         Perturbations x programs: mean ``f`` over (up to ``max_cells_per_perturbation``) cells.
     stat_state_relation
-        Multicellular programs (the statistic's dimensions, G's output) x states: Spearman's rho, across
+        The statistic's entries (``G``'s outputs ``stat_*``, then the mix channel's ``mix_<state>``) x states: Spearman's rho, across
         perturbations, of ``s(P)`` with the perturbation's state share.
     params
         How it was computed.

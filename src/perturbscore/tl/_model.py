@@ -94,6 +94,9 @@ class PerturbScoreModel:
     def statistic(self, cells: sp.spmatrix | np.ndarray, *, groups: np.ndarray | None = None) -> np.ndarray:
         """``s(P)`` from cells ``(n, genes)`` (log-normalised): ``(m2,)``, or ``(n_groups, m2)`` per group.
 
+        ``m2`` is ``ModelConfig.stat_dim``: ``G``'s outputs, then the mix channel if the model has one
+        (:attr:`stat_names`).
+
         With ``groups`` (one label per cell) the rows follow ``np.unique(groups)``.
         """
         prog = self.net.programs(self._inputs(cells))  # (n, m1)
@@ -128,6 +131,12 @@ class PerturbScoreModel:
         prior = torch.as_tensor(self.statistic_from_sequence(features))
         k = torch.as_tensor(np.broadcast_to(np.asarray(n_cells), (len(prior),)).astype(np.float32))
         return self.net.fuse(torch.as_tensor(np.atleast_2d(stat)), prior, k).numpy()
+
+    @property
+    def mix_strength(self) -> float | None:
+        """The learned ``kappa_mix`` (cells' worth of ``G``'s decoded mix against the mix channel), if any."""
+        logit = getattr(self.net.head, "mix_logit", None)
+        return None if logit is None else float(torch.nn.functional.softplus(logit.detach()))
 
     @property
     def prior_strength(self) -> float | None:

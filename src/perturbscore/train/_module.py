@@ -87,7 +87,7 @@ class StatisticModule(L.LightningModule):
             total = total + cfg.prop_weight * terms["prop_loss"]
         if rec is not None and target is not None:
             terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
-            terms["rec_r2"] = recognition_r2(rec.detach(), target.detach())
+            terms["rec_r2"] = recognition_r2(net.mixed(rec.detach()), net.mixed(target.detach()))  # G's part
             total = total + cfg.rec_weight * terms["rec_loss"]
             seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
             terms["seq_mae"] = (seq_pred - ep.distances[has]).abs().mean().detach()
