@@ -52,8 +52,9 @@ class ModelConfig:
         (Default; off in the seed presets.) Append the cells' mean decoded state posterior
         ``mean_x softmax(A f(x))`` (``A``: the state classifier) to the statistic, which then has
         ``n_stat + n_states`` entries: ``[G(mean f), mean posterior]``. The head reads the decoded mix as
-        ``w m + (1 - w) q_hat(s)`` with ``w = k / (k + kappa_mix)``, so many cells give a plug-in estimate
-        of the mix that cannot memorise knockout-specific expression (docs/method.md, item 12).
+        ``w m + (1 - w) q_hat(s)`` with ``w = k / (k + kappa_mix)`` (``w = 1`` for ``T(g)`` alone, whose
+        channel is ``T``'s prediction of the mix), so many cells give a plug-in estimate of the mix that
+        cannot memorise knockout-specific expression (docs/method.md, item 12).
     recognizer_head
         T's read-out: ``"mlp"`` (trained by gradient, the seed) or ``"ridge"`` (closed-form, penalty by
         leave-one-out; see :class:`~perturbscore.nn.SequenceRecognizer`; best with ``"gaussian"`` pooling,

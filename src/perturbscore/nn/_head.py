@@ -70,7 +70,8 @@ class StructuredDistanceHead(nn.Module):
     Input per (perturbation, target): ``[s, Q, q_hat, |q_hat - Q|, TV(q_hat, Q), log k]``; an MLP maps it
     to a distance in [0, 1]. With ``mix_channel`` a statistic has ``m2 + C`` entries (``G``'s part, then the
     cells' mean state posterior ``m``) and ``q_hat = w m + (1 - w) q_hat(G part)``, ``w = k / (k + kappa_mix)``
-    (:meth:`decode`); a statistic of ``m2`` entries is decoded from ``G``'s part alone. Knowing ``k`` lets the head shrink small-sample estimates by the right amount;
+    (:meth:`decode`); with no cells (``k = 0``: a statistic predicted by ``T``) the channel holds ``T``'s
+    prediction of the mix and is read as it is; a statistic of ``m2`` entries is decoded from ``G``'s part. Knowing ``k`` lets the head shrink small-sample estimates by the right amount;
     ``q_hat`` gives it the geometry of total variation for free. This replaces the seed's cross-attention
     head in perturbscore's default configuration (see docs/ablation.md).
     """
@@ -91,7 +92,9 @@ class StructuredDistanceHead(nn.Module):
         m = stat[:, self.n_stat :].clamp_min(0.0)
         m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)
         k = torch.zeros(stat.shape[0], device=stat.device) if log_k is None else torch.expm1(log_k.to(stat.dtype))
-        w = (k / (k + torch.nn.functional.softplus(self.mix_logit))).unsqueeze(-1)  # (P, 1)
+        w = k / (k + torch.nn.functional.softplus(self.mix_logit))  # (P,)
+        # no cells (T(g) alone): the channel holds T's own prediction of the mix, read as it is
+        w = torch.where(k > 0, w, torch.ones_like(w)).unsqueeze(-1)  # (P, 1)
         return w * m + (1 - w) * q_s
 
     def forward(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
