@@ -71,7 +71,8 @@ class StructuredDistanceHead(nn.Module):
     to a distance in [0, 1]. With ``mix_channel`` a statistic has ``m2 + C`` entries (``G``'s part, then the
     cells' mean state posterior ``m``) and ``q_hat = w m + (1 - w) q_hat(G part)``, ``w = k / (k + kappa_mix)``
     (:meth:`decode`); with no cells (``k = 0``: a statistic predicted by ``T``) the channel holds ``T``'s
-    prediction of the mix and is read as it is; a statistic of ``m2`` entries is decoded from ``G``'s part. Knowing ``k`` lets the head shrink small-sample estimates by the right amount;
+    prediction of the mix and is read as it is; a statistic of ``m2`` entries is decoded from ``G``'s part.
+    Knowing ``k`` lets the head shrink small-sample estimates by the right amount;
     ``q_hat`` gives it the geometry of total variation for free. This replaces the seed's cross-attention
     head in perturbscore's default configuration (see docs/ablation.md).
     """
@@ -87,7 +88,7 @@ class StructuredDistanceHead(nn.Module):
     def decode(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
         """Decoded state mix ``(P, C)`` of statistics ``(P, m2 [+ C])`` (``log_k``: cells behind each, 0 = none)."""
         q_s = self.proportions(stat[:, : self.n_stat])
-        if self.mix_logit is None or stat.shape[1] == self.n_stat:  # no mix channel, or T(g) alone
+        if self.mix_logit is None or stat.shape[1] == self.n_stat:  # no mix channel, or G's part alone
             return q_s
         m = stat[:, self.n_stat :].clamp_min(0.0)
         m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)

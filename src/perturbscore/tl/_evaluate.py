@@ -99,7 +99,7 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
     feats = screen.feature_block(setup.val) if has_feats and model.has_recognizer else None
     out: dict = {"mae_cells": {}, "stability": {}, "stability_cells_only": {}}
     n_stat = model.model_config.n_stat  # stability is that of s = G(mean f); a mix channel is reported apart
-    mix = model.model_config.stat_dim > n_stat
+    mix = model.model_config.mix_channel
     if mix:
         out["stability_mix"] = {}
     for k in track(setup.ks, progress=progress, description="evaluating"):

@@ -63,8 +63,8 @@ class ProgramsResult:
     activity_by_perturbation
         Perturbations x programs: mean ``f`` over (up to ``max_cells_per_perturbation``) cells.
     stat_state_relation
-        The statistic's entries (``G``'s outputs ``stat_*``, then the mix channel's ``mix_<state>``) x states: Spearman's rho, across
-        perturbations, of ``s(P)`` with the perturbation's state share.
+        The statistic's entries (``G``'s outputs ``stat_*``, then the mix channel's ``mix_<state>``) x states:
+        Spearman's rho, across perturbations, of ``s(P)`` with the perturbation's state share.
     params
         How it was computed.
     """

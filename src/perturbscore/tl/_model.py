@@ -76,13 +76,8 @@ class PerturbScoreModel:
     @torch.no_grad()
     def cell_summary(self, cells: sp.spmatrix | np.ndarray) -> np.ndarray:
         """What the statistic averages per cell: ``(n_cells, m1)`` programs (plus ``C`` state posteriors with the
-        mix channel); :meth:`statistic_from_means` turns means of these rows into statistics."""
+        mix channel); ``net.pool`` turns means of these rows into statistics."""
         return self.net.cell_summary(self.net.programs(self._inputs(cells))).numpy()
-
-    @torch.no_grad()
-    def statistic_from_means(self, means: np.ndarray) -> np.ndarray:
-        """Statistics ``(n, stat_dim)`` from ``(n, ...)`` means of :meth:`cell_summary` rows."""
-        return self.net.pool(torch.from_numpy(np.ascontiguousarray(means, dtype=np.float32))).numpy()
 
     @property
     def stat_names(self) -> list[str]:

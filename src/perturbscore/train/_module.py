@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data._sampling import Episode
-from ..nn import PerturbationStatistic
+from ..nn import PerturbationStatistic, segment_mean
 from ._config import TrainConfig
 from ._loss import LossOutput, prediction_loss, recognition_loss, recognition_r2, stability_loss
 
@@ -75,7 +75,8 @@ class StatisticModule(L.LightningModule):
             terms["cell_mix_loss"] = 0.5 * (cell_q - ep.proportions[ep.segments]).abs().sum(-1).mean()
             total = total + cfg.cell_mix_weight * terms["cell_mix_loss"]
         if stable and ref is not None:
-            s_k = net.statistic(programs.detach(), ep.segments, ep.n_sets) if only_g else stat
+            # G on the detached programs' means (the mix channel is not what this loss trains)
+            s_k = net.pool(segment_mean(programs.detach(), ep.segments, ep.n_sets)) if only_g else stat
             terms["stability_loss"] = stability_loss(net.mixed(s_k), net.mixed(ref))
             total = total + cfg.stability_weight * terms["stability_loss"]
         q_hat = net.proportions(used, log_k(ep.k))
