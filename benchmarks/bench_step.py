@@ -3,7 +3,8 @@
 The floor: gather the sampled rows from CSR (64 perturbations x 10 cells) and the sparse x dense
 products with f's weights (forward ``X W^T`` and backward ``X^T dY``). A training step is timed in its
 parts (sampling/gather, forward, backward, optimizer) for the seed's gene-space f and for the default
-PCA front end. Run: ``.venv/bin/python benchmarks/bench_step.py [--genes 15077]``.
+PCA front end. Each figure is a median over ``--steps`` steps (the machines are shared VMs whose timings have
+outliers). Run: ``.venv/bin/python benchmarks/bench_step.py [--genes 15077] [--steps 100]``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from perturbscore.train._loop import build_net
 from perturbscore.train._module import StatisticModule
 
 
-def timeit(fn, n: int = 30) -> float:  # noqa: ANN001
+def timeit(fn, n: int = 100) -> float:  # noqa: ANN001
+    """Median ms of ``n`` calls after a warm-up (the median: this shared VM's timings have outliers)."""
     fn()
-    t = time.perf_counter()
+    times = []
     for _ in range(n):
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / n * 1e3
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)) * 1e3
 
 
 def floor(screen, rng: np.random.Generator) -> float:  # noqa: ANN001
@@ -43,7 +47,7 @@ def floor(screen, rng: np.random.Generator) -> float:  # noqa: ANN001
     return timeit(work)
 
 
-def step_parts(screen, name: str, rng: np.random.Generator) -> dict[str, float]:  # noqa: ANN001
+def step_parts(screen, name: str, rng: np.random.Generator, n_steps: int) -> dict[str, np.ndarray]:  # noqa: ANN001
     cfg, over = preset(name, k_min=10, k_max=10, n_train=min(64, len(screen.knockouts)) - 1, n_val=1)
     mcfg = model_config_for(screen, cfg, **over)
     split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
@@ -54,11 +58,11 @@ def step_parts(screen, name: str, rng: np.random.Generator) -> dict[str, float]:
     sampler = make_sampler(screen, split.train, take, config=cfg, target_pool=pool, schedule=schedule_of(cfg),
                            target_noise=0.05, features=cfg.use_recognizer)  # fmt: skip
     module = StatisticModule(net, cfg)
+    module.on_fit_start()  # as in training: subnormals flushed to zero
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
-    parts = {"sample+gather": 0.0, "forward": 0.0, "backward": 0.0, "optimizer": 0.0}
-    n = 30
-    for i in range(n + 3):
+    parts: dict[str, list[float]] = {"sample+gather": [], "forward": [], "backward": [], "optimizer": []}
+    for i in range(n_steps + 5):
         t0 = time.perf_counter()
         ep = sampler.sample(i, rng)
         t1 = time.perf_counter()
@@ -69,15 +73,16 @@ def step_parts(screen, name: str, rng: np.random.Generator) -> dict[str, float]:
         t3 = time.perf_counter()
         opt.step()
         t4 = time.perf_counter()
-        if i >= 3:
+        if i >= 5:  # warm-up steps are not timed
             for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                parts[key] += dt / n * 1e3
-    return parts
+                parts[key].append(dt * 1e3)
+    return {key: np.asarray(v) for key, v in parts.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--genes", type=int, default=15077)
+    ap.add_argument("--steps", type=int, default=100, help="timed steps per preset (medians are reported)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t = time.perf_counter()
@@ -88,12 +93,13 @@ def main() -> None:
     fl = floor(screen, rng)
     print(f"screen: {screen.n_cells} cells x {screen.n_genes} genes (simulated in {sim_s:.1f} s)")
     print(f"floor (gather 640 rows + X W^T + X^T dY, scipy): {fl:.2f} ms")
+    print(f"medians over {args.steps} steps per preset (parts' medians need not add up to the step's)")
     print("| preset | sample+gather ms | forward ms | backward ms | optimizer ms | step ms | step / floor |")
     print("|---|---|---|---|---|---|---|")
     for name in ("seed-baseline", "seed-full", "default"):
-        p = step_parts(screen, name, rng)
-        total = sum(p.values())
-        cells = " | ".join(f"{v:.2f}" for v in p.values())
+        p = step_parts(screen, name, rng, args.steps)
+        total = float(np.median(sum(p.values())))
+        cells = " | ".join(f"{np.median(v):.2f}" for v in p.values())
         print(f"| {name} | {cells} | {total:.2f} | {total / fl:.1f}x |")
 
 

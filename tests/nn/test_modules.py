@@ -189,3 +189,19 @@ def test_config_saved_before_the_mix_channel_loads_without_it() -> None:
     old.pop("mix_channel")
     assert ModelConfig.from_dict(old).mix_channel is False
     assert ModelConfig.from_dict(ModelConfig(n_genes=10, n_states=3).to_dict()).mix_channel is True
+
+
+def test_conv_pooling_equals_convolving_then_averaging() -> None:
+    """The seed's conv ``T`` skips its second convolution (linear, then averaged): same pooled value and gradient."""
+    torch.manual_seed(0)
+    t = SequenceRecognizer(16, 5, pooling="conv", hidden=24)
+    x = torch.randn(4, 37, 16) * 2 + 0.5
+
+    def by_convolution(features: torch.Tensor) -> torch.Tensor:
+        ln = t.norm(features)
+        return (ln + t.conv(ln.transpose(1, 2)).transpose(1, 2)).mean(1)
+
+    torch.testing.assert_close(t.pool(x), by_convolution(x), rtol=1e-5, atol=1e-5)
+    grad = torch.autograd.grad(t.pool(x).pow(2).sum(), t.conv[0].weight)[0]
+    want = torch.autograd.grad(by_convolution(x).pow(2).sum(), t.conv[0].weight)[0]
+    torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-5)

@@ -83,3 +83,54 @@ def test_recognizer_head_resolution_keeps_the_seed() -> None:
     assert net.recognizer is not None
     assert net.recognizer.head == "ridge"
     assert "recognizer.coef" in net.state_dict()  # the fit is saved with the model
+
+
+@pytest.mark.parametrize("pooling", ["mean", "gaussian"])
+def test_fit_predict_on_selected_rows_equals_fitting_those_genes(pooling: str) -> None:
+    """``rows`` pools every gene and keeps the selected ones: the same fit as passing only their features."""
+    feats, y, _ = _linear_genes(40, seed=3)
+    keep = torch.ones(40, dtype=torch.bool)
+    keep[[0, 7, 21]] = False
+    whole = SequenceRecognizer(16, 3, pooling=pooling, head="ridge")
+    part = SequenceRecognizer(16, 3, pooling=pooling, head="ridge")
+    torch.testing.assert_close(whole.fit_predict(feats, y[keep], keep), part.fit_predict(feats[keep], y[keep]))
+    torch.testing.assert_close(whole.coef, part.coef)
+    torch.testing.assert_close(whole(feats, keep), part(feats[keep]))
+
+
+def test_ridge_leave_one_out_predictions_are_refits_without_the_gene() -> None:
+    """Each returned prediction is what a ridge fit without that gene (at the chosen penalty) predicts for it."""
+    g = torch.Generator().manual_seed(1)
+    feats, y = torch.randn(25, 3, 12, generator=g, dtype=torch.float64), torch.randn(25, 2, generator=g)
+    rec = SequenceRecognizer(12, 2, pooling="mean", head="ridge").double()
+    loo = rec.fit_predict(feats, y.double()).detach()
+    x = feats.mean(1)
+    xs = (x - x.mean(0)) / x.std(0)  # standardised on all genes, as the fit does
+    for i in (0, 11, 24):
+        rest = torch.arange(25) != i
+        xr, yr = xs[rest], y.double()[rest]
+        xc, ym = xr - xr.mean(0), yr.mean(0)
+        coef = torch.linalg.solve(xc.T @ xc + float(rec.alpha) * torch.eye(12, dtype=torch.float64), xc.T @ (yr - ym))
+        torch.testing.assert_close(loo[i], (xs[i] - xr.mean(0)) @ coef + ym, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise", [0.05, 3.0])
+def test_ridge_penalty_minimises_the_leave_one_out_error(noise: float) -> None:
+    """The chosen penalty is the grid's best by leave-one-out (brute force over the grid), at low and high noise."""
+    from perturbscore.nn._recognition import RIDGE_ALPHAS
+
+    feats, y, _ = _linear_genes(40, seed=4, noise=noise)
+    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    rec.fit_predict(feats, y)
+    errors = {}
+    for a in RIDGE_ALPHAS:
+        x = feats.mean(1)
+        xs = (x - x.mean(0)) / x.std(0)
+        gram = xs @ xs.T
+        inv = torch.linalg.inv(gram.double() + a * 16 * torch.eye(40, dtype=torch.float64))
+        hat_mat = gram.double() @ inv
+        yc = (y - y.mean(0)).double()
+        hat = torch.diagonal(hat_mat) + 1 / 40
+        loo = (yc - hat_mat @ yc) / (1 - hat)[:, None]
+        errors[a * 16] = float((loo.pow(2) / yc.pow(2).mean(0)).mean())
+    assert float(rec.alpha) == pytest.approx(min(errors, key=errors.get))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from perturbscore.io import read_screen
 from perturbscore.tl import PerturbScoreModel, fit
@@ -89,3 +90,34 @@ def test_train_config_validates() -> None:
         TrainConfig(k_min=5, k_max=2)
     with pytest.raises(ValueError, match="unknown preset"):
         preset("nope")
+
+
+def _flushes_subnormals() -> bool:
+    return float(torch.tensor([1e-40]) * 1.0) == 0.0
+
+
+def test_subnormals_are_flushed_while_fitting_only(screen, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """Training flushes subnormal floats (several times slower on CPUs) and leaves the process as it found it."""
+    from lightning.pytorch.callbacks import Callback
+
+    import perturbscore.train._loop as loop
+
+    seen: list[bool] = []
+
+    class Probe(Callback):
+        def on_train_batch_start(self, *args: object) -> None:
+            seen.append(_flushes_subnormals())
+
+    make = loop._trainer
+
+    def with_probe(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        trainer = make(*args, **kwargs)
+        trainer.callbacks.append(Probe())
+        return trainer
+
+    monkeypatch.setattr(loop, "_trainer", with_probe)
+    assert not _flushes_subnormals()
+    fit(screen, out=tmp_path / "d", seed=0, **(FAST | {"max_steps": 3, "steps_per_epoch": 3}))
+    assert seen
+    assert all(seen)
+    assert not _flushes_subnormals()

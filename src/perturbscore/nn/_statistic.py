@@ -114,17 +114,20 @@ class PerturbationStatistic(nn.Module):
         fused = w * stat[:, :m2] + (1 - w) * prior
         return fused if stat.shape[1] == m2 else torch.cat([fused, stat[:, m2:]], dim=-1)
 
-    def recognize(self, features: torch.Tensor) -> torch.Tensor:
-        """T: the statistic predicted from gene features ``(P, W, D)`` -> ``(P, m2 [+ C])``."""
+    def recognize(self, features: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """T: the statistic predicted from gene features ``(P, W, D)`` -> ``(P, m2 [+ C])`` (``rows``: only those)."""
         if self.recognizer is None:
             raise RuntimeError("this model was trained without gene features, so it has no recognition network")
-        return self.recognizer(features)
+        return self.recognizer(features, rows)
 
-    def recognize_fit(self, features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def recognize_fit(
+        self, features: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
         Gradient-trained heads just predict (``target`` is then used by the recognition loss only).
+        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to.
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
-            return self.recognizer.fit_predict(features, target)
-        return self.recognize(features)
+            return self.recognizer.fit_predict(features, target, rows)
+        return self.recognize(features, rows)

@@ -127,6 +127,7 @@ def train_statistic(
             ) from err
         finally:
             dataset.close()
+            torch.set_flush_denormal(False)  # the process default (the module flushes subnormals while it fits)
             torch.set_num_threads(threads)
             pl_logger.setLevel(pl_level)
     best = trainer.checkpoint_callback.best_model_path
