@@ -122,14 +122,13 @@ def test_ridge_penalty_minimises_the_leave_one_out_error(noise: float) -> None:
     feats, y, _ = _linear_genes(40, seed=4, noise=noise)
     rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
     rec.fit_predict(feats, y)
+    x = feats.mean(1)
+    xs = (x - x.mean(0)) / x.std(0)
+    gram = (xs @ xs.T).double()
+    yc = (y - y.mean(0)).double()
     errors = {}
     for a in RIDGE_ALPHAS:
-        x = feats.mean(1)
-        xs = (x - x.mean(0)) / x.std(0)
-        gram = xs @ xs.T
-        inv = torch.linalg.inv(gram.double() + a * 16 * torch.eye(40, dtype=torch.float64))
-        hat_mat = gram.double() @ inv
-        yc = (y - y.mean(0)).double()
+        hat_mat = gram @ torch.linalg.inv(gram + a * 16 * torch.eye(40, dtype=torch.float64))
         hat = torch.diagonal(hat_mat) + 1 / 40
         loo = (yc - hat_mat @ yc) / (1 - hat)[:, None]
         errors[a * 16] = float((loo.pow(2) / yc.pow(2).mean(0)).mean())

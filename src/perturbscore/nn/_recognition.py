@@ -121,7 +121,7 @@ class SequenceRecognizer(nn.Module):
         for k in range(second.kernel_size[0]):
             o = k - pad  # output window w reads h[w + o]: all windows but the |o| at one edge
             edge = h[..., n_win + o :] if o < 0 else h[..., :o]
-            sums.append(total - edge.sum(-1) if abs(o) > 0 else total)
+            sums.append(total if o == 0 else total - edge.sum(-1))
         taps = torch.stack(sums, dim=-1)  # (P, hidden, K)
         out = torch.einsum("pck,ock->po", taps, second.weight) / n_win  # (P, D)
         return out + second.bias
