@@ -142,6 +142,35 @@ def test_front_end_fit_in_chunks_matches_one_block() -> None:
         torch.testing.assert_close(getattr(whole, name), getattr(chunked, name), rtol=1e-4, atol=1e-5)
 
 
+def test_front_end_pca_is_the_exact_leading_subspace() -> None:
+    """The Gram-matrix PCA returns the leading right singular vectors of the standardised, clipped sample."""
+    import perturbscore.nn._frontend as fe
+    from perturbscore.nn import ModelConfig
+
+    rng = np.random.default_rng(0)
+    latent = rng.standard_normal((400, 3)) @ rng.standard_normal((3, 30)) * 2  # a clear 3-dim structure
+    x = sp.csr_matrix(np.maximum(latent + rng.standard_normal((400, 30)), 0).astype(np.float32))
+    cfg = ModelConfig(n_genes=30, n_states=5, front_end="pca", n_top_genes=25, n_components=5)
+    front = fe.FrontEnd(cfg)
+    front.fit_rows(lambda r: x[r], np.arange(400), chunk=64)
+    sel = front.gene_index.numpy()
+    dense = x.toarray().astype(np.float64)[:, sel]
+    std = np.clip((dense - front.mean.numpy()) / front.sd.numpy(), -10, 10)
+    _, _, vt = np.linalg.svd(std, full_matrices=False)
+    comp = front.components.numpy().astype(np.float64)
+    np.testing.assert_allclose(np.abs((comp * vt[:5]).sum(1)), 1.0, atol=1e-4)  # each component, up to sign
+    assert np.all(comp[np.arange(5), np.abs(comp).argmax(1)] > 0)  # sign: the largest loading is positive
+    fe_limit = fe.GRAM_MAX_GENES
+    try:  # more genes than the Gram path takes: the randomized SVD finds the same leading subspace
+        fe.GRAM_MAX_GENES = 10
+        other = fe.FrontEnd(cfg)
+        other.fit_rows(lambda r: x[r], np.arange(400), chunk=64)
+    finally:
+        fe.GRAM_MAX_GENES = fe_limit
+    cos = np.linalg.svd(comp[:3] @ other.components.numpy()[:3].T.astype(np.float64), compute_uv=False)
+    assert cos.min() > 0.999
+
+
 def test_mix_channel_is_the_mean_state_posterior(cells: sp.csr_matrix) -> None:
     torch.manual_seed(0)
     cfg = ModelConfig(n_genes=120, n_states=5, n_components=16, mix_channel=True)

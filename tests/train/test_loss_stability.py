@@ -78,11 +78,12 @@ def test_cli_stability_weight_flag_reaches_the_run_config(tmp_path) -> None:  # 
 
     synthetic_perturb_seq(seed=0).write(tmp_path / "sim")
     runs = {}
-    for name, extra in (("off", ["--stability-weight", "0"]), ("default", [])):
+    for name, extra in (("off", ["--stability-weight", "0", "--select-stability-weight", "0"]), ("default", [])):
         out = tmp_path / name
         args = ["train", str(tmp_path / "sim" / "screen.h5ad"), "--features", str(tmp_path / "sim" / "features.npz"),
                 "--out", str(out), "--max-steps", "3", "--threads", "1", "--no-progress", *extra]  # fmt: skip
         res = CliRunner().invoke(app, args)
         assert res.exit_code == 0, res.output
-        runs[name] = json.loads((out / "config.json").read_text())["train"]["stability_weight"]
-    assert runs == {"off": 0.0, "default": 0.5}
+        train = json.loads((out / "config.json").read_text())["train"]
+        runs[name] = (train["stability_weight"], train["select_stability_weight"])
+    assert runs == {"off": (0.0, 0.0), "default": (0.5, 0.1)}

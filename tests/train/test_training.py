@@ -121,3 +121,19 @@ def test_subnormals_are_flushed_while_fitting_only(screen, tmp_path, monkeypatch
     assert seen
     assert all(seen)
     assert not _flushes_subnormals()
+
+
+def test_kept_checkpoint_minimises_the_selection_score(trained) -> None:  # noqa: ANN001
+    """best.ckpt is the validation with the lowest val_pred_loss + select_stability_weight * val_stability_loss."""
+    model, out = trained
+    m = pd.read_csv(out / "metrics.csv")
+    w = model.train_config.select_stability_weight
+    assert w > 0
+    assert model.train_config.stability_weight > 0
+    np.testing.assert_allclose(m["val_select"], m["val_pred_loss"] + w * m["val_stability_loss"], rtol=1e-5)
+    best = m.loc[m["val_select"].idxmin()]
+    kept = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert kept == int(best["step"])
+    assert model.extra["best_val_pred_loss"] == pytest.approx(best["val_pred_loss"])
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert last == int(m["step"].iloc[-1])  # the latest validation, whichever was best

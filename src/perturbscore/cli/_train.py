@@ -55,6 +55,12 @@ def train(
     stability_weight: float | None = typer.Option(
         None, "--stability-weight", help="Weight of the stability loss on G (default 0.5; 0 turns it off)."
     ),
+    select_stability_weight: float | None = typer.Option(
+        None,
+        "--select-stability-weight",
+        help="Keep the checkpoint with the lowest val_pred_loss + W x val_stability_loss (default 0.1; "
+        "0: prediction alone).",
+    ),
     mix_channel: bool | None = typer.Option(
         None,
         "--mix-channel/--no-mix-channel",
@@ -86,6 +92,7 @@ def train(
         n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
         prefetch=prefetch, stability_weight=stability_weight, mix_channel=mix_channel,
+        select_stability_weight=select_stability_weight,
     )  # fmt: skip
     from ..train._dist import is_main_process
 

@@ -51,6 +51,8 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default_stability_0.2": ("default", {"stability_weight": 0.2}),
     "default_stability_1.0": ("default", {"stability_weight": 1.0}),
     "default-mix_channel": ("default", {"mix_channel": False}),
+    "default-select_stability": ("default", {"select_stability_weight": 0.0}),  # keep the lowest val_pred_loss
+    "default+coupled_rec": ("default", {"rec_mode": "coupled"}),
     "perturbscore": ("default", {}),
 }
 

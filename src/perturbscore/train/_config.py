@@ -37,8 +37,11 @@ class TrainConfig:
         Prediction loss: ``"l1"`` (the seed), ``"mse"`` or ``"huber"``.
     rec_weight, rec_mode
         ``lambda`` and how ``L_rec`` couples to the statistic: ``"seed"`` (plain MSE, gradients into both
-        T and the statistic) or ``"stopgrad"`` (T chases the statistic, variance-normalised, so a collapsed
-        statistic is never a cheap minimum).
+        T and the statistic), ``"stopgrad"`` (T chases the statistic, variance-normalised, so a collapsed
+        statistic is never a cheap minimum) or ``"coupled"`` (the same variance-normalised loss, also trained
+        into ``G`` through the reference statistic: each dimension's ``1 - R²`` of T's leave-one-out
+        prediction, which rescaling or shrinking the statistic cannot lower; the seed's intent that the
+        statistic be predictable from sequence, without its collapse).
     seq_weight
         Weight of the sequence-path prediction loss ``|H(T(g), Q) - d|`` (0 in the seed).
     state_weight
@@ -85,6 +88,12 @@ class TrainConfig:
     stability_grad
         What the stability loss trains: ``"mixer"`` (``G`` only, on detached program activities, so ``f``
         keeps the programs the state and prediction losses give it) or ``"all"`` (``f`` too).
+    select_stability_weight
+        Which validation checkpoint is kept (``best.ckpt``, the returned model) and when training stops early:
+        the lowest ``val_pred_loss + select_stability_weight * val_stability_loss`` (logged as ``val_select``).
+        0 selects on prediction alone, which on a screen whose validation error is lowest early can keep a
+        model from before the stability loss has made the statistic stable (``docs/ablation.md``, session 6).
+        Only used when the stability loss is computed (``stability_weight > 0``).
     """
 
     preset: str = "default"
@@ -106,7 +115,7 @@ class TrainConfig:
     warmup_steps: int = 100
     loss: Literal["l1", "mse", "huber"] = "l1"
     rec_weight: float = 1.0
-    rec_mode: Literal["seed", "stopgrad"] = "stopgrad"
+    rec_mode: Literal["seed", "stopgrad", "coupled"] = "stopgrad"
     seq_weight: float = 1.0
     state_weight: float = 0.5
     prop_weight: float = 1.0
@@ -130,6 +139,7 @@ class TrainConfig:
     num_nodes: int = 1
     stability_weight: float = 0.5
     stability_grad: Literal["mixer", "all"] = "mixer"
+    select_stability_weight: float = 0.1
 
     def __post_init__(self) -> None:
         checks = [
@@ -141,12 +151,16 @@ class TrainConfig:
             (self.target_noise >= 0, "target_noise must be >= 0"),
             (min(self.rec_weight, self.seq_weight, self.state_weight, self.prop_weight) >= 0, "weights must be >= 0"),
             (self.loss in ("l1", "mse", "huber"), f"loss must be l1, mse or huber, not {self.loss!r}"),
-            (self.rec_mode in ("seed", "stopgrad"), f"rec_mode must be 'seed' or 'stopgrad', not {self.rec_mode!r}"),
+            (
+                self.rec_mode in ("seed", "stopgrad", "coupled"),
+                f"rec_mode must be 'seed', 'stopgrad' or 'coupled', not {self.rec_mode!r}",
+            ),
             (self.n_train >= 1 and self.n_val >= 1, "n_train and n_val must be >= 1"),
             (self.perturbations_per_step >= 0, "perturbations_per_step must be >= 0 (0: all)"),
             ((self.sample_window or 0) >= 0 and (self.prefetch or 0) >= 0, "sample_window and prefetch must be >= 0"),
             (self.num_nodes >= 1, "num_nodes must be >= 1"),
             (self.stability_weight >= 0, "stability_weight must be >= 0"),
+            (self.select_stability_weight >= 0, "select_stability_weight must be >= 0"),
             (
                 self.stability_grad in ("mixer", "all"),
                 f"stability_grad must be 'mixer' or 'all', not {self.stability_grad!r}",

@@ -41,7 +41,7 @@ class TrainResult:
     net: PerturbationStatistic
     split: Split
     history: pd.DataFrame
-    best_val_pred_loss: float
+    best_val_pred_loss: float  # val_pred_loss of the kept checkpoint (chosen by val_select)
 
 
 def model_config_for(screen: Screen, train: TrainConfig, **overrides: object) -> ModelConfig:
@@ -111,6 +111,7 @@ def train_statistic(
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*is smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")  # a resume writes where it left off
         warnings.filterwarnings("ignore", ".*sync_dist=True.*")  # DDP: train_* metrics are rank 0's, on purpose
         try:
             trainer.fit(
@@ -131,12 +132,21 @@ def train_statistic(
             torch.set_num_threads(threads)
             pl_logger.setLevel(pl_level)
     best = trainer.checkpoint_callback.best_model_path
+    best_step = None
     if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        saved = torch.load(best, map_location="cpu", weights_only=True)
+        module.load_state_dict(saved["state_dict"])
+        best_step = int(saved["global_step"])
     history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
-    score = trainer.checkpoint_callback.best_model_score
-    return TrainResult(module.net.cpu(), split, history, float(score) if score is not None else float("nan"))
+    return TrainResult(module.net.cpu(), split, history, _val_pred_loss_at(history, best_step))
+
+
+def _val_pred_loss_at(history: pd.DataFrame, step: int | None) -> float:
+    """The validation prediction loss logged at ``step`` (the kept checkpoint's), NaN if not logged."""
+    if step is None or "val_pred_loss" not in history or "step" not in history:
+        return float("nan")
+    values = history.loc[history["step"] == step, "val_pred_loss"].dropna()
+    return float(values.iloc[-1]) if len(values) else float("nan")
 
 
 def _strategy(name: str) -> str:
@@ -147,18 +157,32 @@ def _strategy(name: str) -> str:
     )
 
 
-def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, progress: bool) -> L.Trainer:
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+def checkpoint_callbacks(dirpath: Path, monitor: str = "val_select") -> list:
+    """``best.ckpt`` (lowest ``monitor``) and ``last.ckpt`` (every validation), in that order.
 
-    ckpt = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="best", monitor="val_pred_loss", mode="min",
-        save_last=True, save_top_k=1, enable_version_counter=False,
+    Lightning's ``save_last=True`` on a monitored checkpoint only writes ``last.ckpt`` when the monitored
+    value improves, so a resumed run would restart from its last improvement, not where it stopped; the
+    second, unmonitored callback keeps ``last.ckpt`` at the latest validation. ``trainer.checkpoint_callback``
+    is the first, the best.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    best = ModelCheckpoint(
+        dirpath=dirpath, filename="best", monitor=monitor, mode="min", save_top_k=1,
+        enable_version_counter=False,
     )  # fmt: skip
+    last = ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+    return [best, last]
+
+
+def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, progress: bool) -> L.Trainer:
+    from lightning.pytorch.callbacks import EarlyStopping
+
     callbacks = [
         EpochSeeder(dataset),
         MetricsCSV(run_dir / "metrics.csv"),
-        ckpt,
-        EarlyStopping(monitor="val_pred_loss", mode="min", patience=config.patience, check_on_train_epoch_end=False),
+        *checkpoint_callbacks(run_dir / "checkpoints"),
+        EarlyStopping(monitor="val_select", mode="min", patience=config.patience, check_on_train_epoch_end=False),
     ]
     return L.Trainer(
         max_steps=config.max_steps,

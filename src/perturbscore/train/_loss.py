@@ -18,13 +18,17 @@ def prediction_loss(pred: torch.Tensor, true: torch.Tensor, kind: str) -> torch.
 
 
 def recognition_loss(recognized: torch.Tensor, stat: torch.Tensor, mode: str) -> torch.Tensor:
-    """``||T(g) - s_hat||^2`` (``"seed"``); otherwise variance-normalised, with ``s_hat`` detached.
+    """``||T(g) - s_hat||^2`` (``"seed"``); otherwise variance-normalised (``s_hat`` detached for ``"stopgrad"``).
 
     Dividing by the statistic's variance across perturbations (per dimension) makes the loss scale-free,
     so shrinking the statistic towards a constant is never a cheap way to lower it.
     """
     if mode == "seed":
         return ((recognized - stat) ** 2).sum(-1).mean()
+    if mode == "coupled":  # 1 - R² pooled over dimensions, its gradient reaching the statistic: no floor on the
+        # variance to hide under (a per-dimension floor let one dimension's spread collapse below it)
+        spread = (stat - stat.mean(0, keepdim=True)).pow(2).sum()
+        return (recognized - stat).pow(2).sum() / spread.clamp_min(1e-12)
     target = stat.detach()
     var = target.var(dim=0, unbiased=False).clamp_min(1e-4) if target.shape[0] > 1 else torch.ones_like(target[0])
     return (((recognized - target) ** 2) / var).mean()

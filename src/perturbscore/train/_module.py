@@ -58,7 +58,8 @@ class StatisticModule(L.LightningModule):
         ref = None if not use_ref else (stats[1] if grad_ref else stats[1].detach())
         rec, target = None, None
         if has is not None and bool(has.any()):
-            target = (stat if ref is None else ref.detach())[has]
+            coupled = cfg.rec_mode == "coupled" and ref is not None  # trains G through the reference statistic
+            target = (stat if ref is None else ref if coupled else ref.detach())[has]
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
@@ -127,7 +128,9 @@ class StatisticModule(L.LightningModule):
     def validation_step(self, batch: Episode, batch_idx: int) -> None:
         """Held-out perturbations, fixed episodes."""
         out = self.compute(batch)
-        for name, value in out.terms.items():
+        terms = dict(out.terms)
+        terms["select"] = terms["pred_loss"] + self.cfg.select_stability_weight * terms.get("stability_loss", 0.0)
+        for name, value in terms.items():
             self.log(f"val_{name}", value, on_step=False, on_epoch=True, batch_size=batch.n_sets, sync_dist=True)
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
