@@ -23,3 +23,8 @@ class _Keys(NamedTuple):
 
 
 KEYS = _Keys()
+
+#: Genes with features but no cells in the simulated screens that ``reproduce`` and ``demo`` build: a user has
+#: sequence embeddings for far more genes than were knocked out (every gene they may want to score), and the
+#: ridge ``T``'s feature basis and the PCR baseline learn from those genes' features (never their labels).
+EVAL_UNSEEN_GENES = 2_000

@@ -97,7 +97,8 @@ def test_rows_sources_and_columns(model, screen, sim):
     assert df.attrs["params"]["n_boot"] == 50
     assert df.attrs["params"]["targets"]["flat"] == [0.2] * 5
     both = score_perturbations(model, screen, targets={"prog": PROGENITOR_HEAVY}, n_boot=0, also_sequence=True, progress=False)  # fmt: skip
-    assert set(both.loc[both["source"] == "sequence", "gene"]) == set(screen.knockouts)
+    # the screen's own features cover its knockouts and the genes without cells: all of them get sequence rows
+    assert set(both.loc[both["source"] == "sequence", "gene"]) == set(screen.knockouts) | set(unseen)
     assert both.loc[both["source"] == "cells", "lo"].isna().all()
 
 

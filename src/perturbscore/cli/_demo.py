@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .._constants import EVAL_UNSEEN_GENES
 from .._utils import write_json_atomic, write_text_atomic
 from ._app import app
 from ._common import OverwriteOpt, ProgressOpt, console
@@ -15,6 +16,9 @@ from ._common import OverwriteOpt, ProgressOpt, console
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory for the demo."),
     genes: int = typer.Option(2000, "--genes", help="Genes of the simulated screen."),
+    unseen: int = typer.Option(
+        EVAL_UNSEEN_GENES, "--unseen-genes", help="Genes with sequence features but no cells (scored from sequence)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulated screen and of training."),
     max_steps: int = typer.Option(1500, "--max-steps", help="Training steps."),
     overwrite: bool = OverwriteOpt,
@@ -31,7 +35,7 @@ def demo(
 
     run = prepare_run_dir(out, overwrite=overwrite)
     with console.status(f"simulating a challenge-sized screen ({genes} genes)"):
-        sim = simulate_screen(n_genes=genes, seed=seed)
+        sim = simulate_screen(n_genes=genes, seed=seed, n_unseen_genes=unseen)
         paths = sim.write(run / "simulated_screen", overwrite=True)
     console.print(
         f"[bold]1/6[/] simulated screen: {paths['screen']} ({sim.adata.n_obs} cells x {sim.adata.n_vars} genes)"

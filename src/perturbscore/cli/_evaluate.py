@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from .._constants import EVAL_UNSEEN_GENES
 from .._utils import write_json_atomic, write_text_atomic
 from ._app import app
 from ._common import (
@@ -82,6 +83,12 @@ def reproduce(
     resamples: int = typer.Option(30, "--resamples", help="Resamples of cells and targets."),
     sim_genes: int = typer.Option(2000, "--sim-genes", help="Genes of the simulated screen (no SCREEN given)."),
     sim_seed: int = typer.Option(0, "--sim-seed", help="Seed of the simulated screen (no SCREEN given)."),
+    sim_unseen: int = typer.Option(
+        EVAL_UNSEEN_GENES,
+        "--sim-unseen",
+        help="Genes of the simulated screen with features but no cells (no SCREEN given), as a genome's "
+        "embeddings would be: T's feature basis and the PCR baseline learn from their features (not labels).",
+    ),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
     perturbation_key: str = PertKeyOpt,
@@ -100,7 +107,9 @@ def reproduce(
         from .._errors import InputError
 
         raise InputError(f"--models: unknown {', '.join(bad)}; choose from {', '.join(variants)}")
-    data = _screen_or_simulated(screen, features, sim_genes, sim_seed, perturbation_key, state_key, control, layer)
+    data = _screen_or_simulated(
+        screen, features, sim_genes, sim_seed, perturbation_key, state_key, control, layer, unseen=sim_unseen
+    )
     over = {m: {"max_steps": max_steps} for m in keys} if max_steps else None
     results = run_reproduce(
         data, out=out, seeds=_ints(seeds, flag="--seeds", minimum=0), models=keys, folds=folds, ks=_ints(ks),
@@ -112,7 +121,7 @@ def reproduce(
     console.print(f"[green]reproduced[/]: [bold]{out / 'eval.md'}[/], {out / 'eval.json'}, {out / 'plots'}")
 
 
-def _screen_or_simulated(screen, features, genes, seed, pkey, skey, control, layer):  # noqa: ANN001, ANN202
+def _screen_or_simulated(screen, features, genes, seed, pkey, skey, control, layer, *, unseen=0):  # noqa: ANN001, ANN202
     if screen is not None:
         return load_screen(
             screen, features=features, perturbation_key=pkey, state_key=skey, control=control, layer=layer
@@ -120,8 +129,8 @@ def _screen_or_simulated(screen, features, genes, seed, pkey, skey, control, lay
     from ..datasets import simulate_screen
     from ..io import read_screen
 
-    with console.status(f"simulating the default screen ({genes} genes, seed {seed})"):
-        sim = simulate_screen(n_genes=genes, seed=seed)
+    with console.status(f"simulating the default screen ({genes} genes, seed {seed}, {unseen} genes without cells)"):
+        sim = simulate_screen(n_genes=genes, seed=seed, n_unseen_genes=unseen)
     return read_screen(sim.adata, features=sim.features)
 
 

@@ -18,8 +18,8 @@ from ._common import OverwriteOpt, console
 #: Learned-model keys in ``eval.json`` (the first present is checked), and the baselines it must beat.
 LEARNED_KEYS = ("perturbscore", "full")
 CELL_BASELINES = ("empirical", "shrunk")
-SEQUENCE_BASELINES = ("ridge", "knn")
-_NAMES = {"empirical": "empirical", "shrunk": "shrunk empirical", "ridge": "ridge", "knn": "k-NN"}
+SEQUENCE_BASELINES = ("ridge", "pcr", "knn")
+_NAMES = {"empirical": "empirical", "shrunk": "shrunk empirical", "ridge": "ridge", "pcr": "PCR", "knn": "k-NN"}
 
 
 @app.command("report")
@@ -69,7 +69,7 @@ def derive_caveats(results: Mapping[str, Any]) -> list[str]:
     """Caveat sentences where the learned model loses to a simple baseline in ``eval.json`` results.
 
     One sentence per ``k`` where the learned model's ``mae_cells`` exceeds the empirical or shrunk
-    baseline's, and one where its ``mae_sequence`` exceeds the ridge or k-NN feature regression's.
+    baseline's, and one where its ``mae_sequence`` exceeds the ridge, PCR or k-NN feature regression's.
 
     Parameters
     ----------

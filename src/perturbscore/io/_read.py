@@ -90,7 +90,8 @@ def read_screen(
         A fixed state order (e.g. from a saved model). Default: the categorical order of the state column if
         categorical, else sorted.
     features
-        Gene features (a path or :class:`GeneFeatures`) aligned to the knockouts.
+        Gene features (a path or :class:`GeneFeatures`) covering the knockouts; genes beyond them (e.g. a
+        genome-wide table) are kept too.
     backed
         Keep the matrix on disk and read rows on demand (``.h5ad`` only).
     min_cells, small
@@ -272,8 +273,10 @@ def _load_features(
     if features is None:
         return None
     gf = features if isinstance(features, GeneFeatures) else read_features(features)
-    values, mask = align_features(gf, knockouts, allow_missing=allow_missing)  # (K, windows, dim), (K,)
-    return GeneFeatures(genes=np.asarray(knockouts)[mask], values=values[mask], source=gf.source)
+    align_features(gf, knockouts, allow_missing=allow_missing)  # checks the knockouts are covered
+    # every gene of the file is kept, knocked out or not: T's feature basis learns from all of them, and
+    # scoring ranks the ones without cells from sequence
+    return gf
 
 
 def _read_elem(node: h5py.Group | h5py.Dataset) -> object:

@@ -10,6 +10,13 @@ from torch import nn
 
 #: Ridge penalties searched by leave-one-out (relative to the number of feature dimensions).
 RIDGE_ALPHAS = tuple(10.0 ** (e / 4) for e in range(-8, 17))
+#: Leading components of the all-gene feature basis the ridge head may keep (chosen by leave-one-out; all of
+#: them, i.e. plain ridge, is always a candidate).
+BASIS_RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+#: The basis is fitted only from at least this many genes per feature dimension (a covariance from fewer genes
+#: is too noisy to rank directions by; the read-out is then plain ridge).
+BASIS_MIN_GENES_PER_DIM = 2.0
+_BASIS_BUFFERS = ("basis", "basis_sd", "basis_genes", "rank")
 
 
 class SequenceRecognizer(nn.Module):
@@ -36,7 +43,10 @@ class SequenceRecognizer(nn.Module):
         :meth:`fit_predict` (penalty chosen by leave-one-out over the training genes), kept as an
         exponential moving average for prediction. With few training genes this is the estimator that
         does not overfit them, and its leave-one-out predictions tell the rest of the model how good
-        ``T`` is on genes it has not seen.
+        ``T`` is on genes it has not seen. After :meth:`fit_basis` on the features of every gene a user
+        has (not only the perturbed ones), the read-out sees the standardised features in the principal
+        basis of all those genes and keeps the leading ``r`` components, ``r`` chosen by leave-one-out
+        together with the penalty (principal-component ridge; ``r`` = all is plain ridge).
     ema
         Weight of the newest closed-form fit in the moving average (``head="ridge"``).
     """
@@ -81,6 +91,49 @@ class SequenceRecognizer(nn.Module):
             self.register_buffer("intercept", torch.zeros(n_outputs))
             self.register_buffer("alpha", torch.zeros(()))
             self.register_buffer("n_fits", torch.zeros((), dtype=torch.int64))
+            # the all-gene feature basis (identity until fit_basis): columns are directions, leading first
+            self.register_buffer("basis", torch.eye(n_features))
+            self.register_buffer("basis_sd", torch.ones(n_features))
+            self.register_buffer("basis_genes", torch.zeros((), dtype=torch.int64))  # genes it was fitted on
+            self.register_buffer("rank", torch.tensor(n_features, dtype=torch.int64))  # components last kept
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        """Models saved before the all-gene basis existed load with the identity basis (plain ridge)."""
+        if self.head == "ridge" and prefix + "coef" in state_dict:
+            for name in _BASIS_BUFFERS:
+                state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @property
+    def has_basis(self) -> bool:
+        """Whether :meth:`fit_basis` fitted an all-gene basis (ridge head)."""
+        return self.head == "ridge" and int(self.basis_genes) > 0
+
+    @torch.no_grad()
+    def fit_basis(self, features: torch.Tensor, *, chunk: int = 256) -> bool:
+        """Fit the principal basis of the pooled, standardised features of every gene in ``features``.
+
+        ``features`` ``(N, W, D)`` are the genes a user has features for (perturbed or not): no labels are
+        read, so this uses what sequence alone says about which feature directions vary together across
+        the genome. With fewer than :data:`BASIS_MIN_GENES_PER_DIM` genes per dimension the basis stays the
+        identity and the head stays plain ridge. Returns whether a basis was fitted.
+        """
+        if self.head != "ridge":
+            raise RuntimeError("fit_basis is for the ridge head; the MLP head has no closed-form read-out")
+        n, d = features.shape[0], features.shape[-1]
+        if n < BASIS_MIN_GENES_PER_DIM * d:
+            return False
+        pooled = torch.cat([self.pool(features[i : i + chunk].to(self.basis.device)) for i in range(0, n, chunk)])
+        x = pooled.double()
+        sd = x.std(0).clamp_min(1e-6)
+        z = (x - x.mean(0)) / sd
+        evals, evecs = torch.linalg.eigh(z.T @ z / n)
+        vecs = evecs.flip(-1)  # leading first
+        vecs = vecs * torch.sign(vecs[vecs.abs().argmax(0), torch.arange(d)])  # one sign per direction
+        self.basis.copy_(vecs.to(self.basis.dtype))
+        self.basis_sd.copy_(sd.to(self.basis_sd.dtype))
+        self.basis_genes.fill_(n)
+        return True
 
     def window_weights(self, n_windows: int) -> torch.Tensor:
         """``(W,)`` pooling weights of ``"gaussian"`` pooling (sum to 1)."""
@@ -176,25 +229,25 @@ class SequenceRecognizer(nn.Module):
         x = x if rows is None else x[rows]  # (P, D)
         if n < 3:  # too few genes for a fit: keep the stored read-out
             return self.forward(features, rows)
-        mean, sd = x.detach().mean(0), x.detach().std(0).clamp_min(1e-6)
+        mean = x.detach().mean(0)
+        sd = self.basis_sd if self.has_basis else x.detach().std(0).clamp_min(1e-6)
         xs = (x - mean) / sd  # (P, D)
         y_mean = y.mean(0)
         yc = y - y_mean
-        gram = xs @ xs.T  # (P, P), dual form: P training genes < D feature dimensions typically
         d = xs.shape[1]
+        xp = xs @ self.basis if self.has_basis else xs  # (P, D): coordinates in the all-gene basis
+        ranks = [r for r in BASIS_RANKS if r < d] + [d] if self.has_basis else [d]
         with torch.no_grad():
-            evals, evecs = torch.linalg.eigh(gram.double())
-            evals = evals.clamp_min(0)
-            uy = evecs.T @ yc.double()  # (P, m2)
             scale = yc.double().pow(2).mean(0).clamp_min(1e-12)  # (m2,)
-            # every penalty at once: (A, P) shrinkage, (A, P, m2) fits, (A,) leave-one-out errors
-            alphas = torch.tensor(RIDGE_ALPHAS, dtype=evals.dtype, device=evals.device) * d
-            shrink = evals / (evals + alphas[:, None])  # (A, P)
-            fitted = evecs @ (shrink[:, :, None] * uy)  # (A, P, m2)
-            hat = shrink @ evecs.pow(2).T + 1.0 / n  # (A, P) leverage incl. intercept
-            loo = (yc.double() - fitted) / (1.0 - hat).clamp_min(1e-6)[:, :, None]
-            err = (loo.pow(2) / scale).mean((1, 2)).nan_to_num(nan=math.inf)  # (A,)
-            best = float(alphas[int(torch.argmin(err))])  # the first of tied minima, the smallest penalty
+            errs = torch.stack([_loo_errors(xp.detach()[:, :r].double(), yc.double(), scale) for r in ranks])
+            errs = errs.nan_to_num(nan=math.inf)  # (ranks, A): first of tied minima, fewest components, smallest
+            pick = int(torch.argmin(errs))  # penalty
+            rank, best = (
+                ranks[pick // errs.shape[1]],
+                float(RIDGE_ALPHAS[pick % errs.shape[1]] * ranks[pick // errs.shape[1]]),
+            )
+        xr = xp[:, :rank]
+        gram = xr @ xr.T  # (P, P), dual form: P training genes < D feature dimensions typically
         eye = torch.eye(n, dtype=xs.dtype, device=xs.device)
         inv = torch.linalg.inv(gram + best * eye)  # (P, P)
         hat_mat = gram @ inv
@@ -202,10 +255,31 @@ class SequenceRecognizer(nn.Module):
         hat = torch.diagonal(hat_mat) + 1.0 / n
         loo = y - (yc - fitted) / (1.0 - hat).clamp_min(1e-6)[:, None]
         with torch.no_grad():
-            coef = xs.detach().T @ (inv.detach() @ yc)  # (D, m2)
+            coef = xr.detach().T @ (inv.detach() @ yc)  # (rank, m2) in the basis
+            if self.has_basis:
+                coef = self.basis[:, :rank] @ coef  # (D, m2) on the standardised features
             rate = 1.0 if int(self.n_fits) == 0 else self.ema
             for buf, new in ((self.feat_mean, mean), (self.feat_sd, sd), (self.coef, coef), (self.intercept, y_mean)):
                 buf.lerp_(new.to(buf.dtype), rate)
             self.alpha.fill_(best)
+            self.rank.fill_(rank)
             self.n_fits += 1
         return loo
+
+
+def _loo_errors(x: torch.Tensor, yc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Leave-one-out error of ridge (with intercept) for every penalty in :data:`RIDGE_ALPHAS` ``x dim``: ``(A,)``.
+
+    ``x`` ``(P, r)`` centred inputs, ``yc`` ``(P, m2)`` centred targets, ``scale`` ``(m2,)`` each output's
+    variance (the error is averaged over outputs in those units). One eigendecomposition serves every penalty.
+    """
+    n = x.shape[0]
+    evals, evecs = torch.linalg.eigh(x @ x.T)
+    evals = evals.clamp_min(0)
+    uy = evecs.T @ yc  # (P, m2)
+    alphas = torch.tensor(RIDGE_ALPHAS, dtype=evals.dtype, device=evals.device) * x.shape[1]
+    shrink = evals / (evals + alphas[:, None])  # (A, P)
+    fitted = evecs @ (shrink[:, :, None] * uy)  # (A, P, m2)
+    hat = shrink @ evecs.pow(2).T + 1.0 / n  # (A, P) leverage incl. intercept
+    loo = (yc - fitted) / (1.0 - hat).clamp_min(1e-6)[:, :, None]
+    return (loo.pow(2) / scale).mean((1, 2))

@@ -18,6 +18,7 @@ name            predicts from                                                   
 ``shrunk``      posterior mean ``(counts + a * prior) / (k + a)``                   ``counts``
 ``train_mean``  the mean training ``q(P)`` (unseen gene, no cells)                  nothing
 ``ridge``       ridge regression from mean-pooled, standardised gene features      ``features``
+``pcr``         ridge on the leading principal directions of every gene's features ``features``
 ``knn``         k-nearest-neighbour regression from the same features              ``features``
 ``oracle``      the true proportions given at construction (e.g. simulator truth)  ``index``
 ==============  ==================================================================  ==============
@@ -45,6 +46,7 @@ __all__ = [
     "EmpiricalBaseline",
     "KNNFeatureBaseline",
     "OracleBaseline",
+    "PCRFeatureBaseline",
     "RidgeFeatureBaseline",
     "ShrunkBaseline",
     "TrainMeanBaseline",
@@ -297,6 +299,68 @@ class RidgeFeatureBaseline(_FeatureBaseline):
         return float(self.model_.alpha_)
 
 
+class PCRFeatureBaseline(_FeatureBaseline):
+    """Principal-component ridge from mean-pooled features to ``q(P)``, the basis from every gene's features.
+
+    The comparator for ``T``'s all-gene feature basis (``TrainConfig.feature_basis``), given the same
+    information: the principal directions of the standardised features of ``all_features`` (every gene a
+    user has features for; no labels), then ridge on the leading ``r`` directions, with ``r`` and the
+    penalty chosen together by efficient leave-one-out CV on the training genes. With fewer than two genes
+    per feature dimension in ``all_features`` (or none given) it is plain ridge on the training genes' own
+    standardisation, i.e. :class:`RidgeFeatureBaseline`.
+    """
+
+    name = "pcr"
+
+    def __init__(self, *, alphas: np.ndarray | None = None) -> None:
+        self.alphas = np.logspace(-3, 4, 15) if alphas is None else np.asarray(alphas, float)
+
+    def fit(
+        self,
+        train_props: np.ndarray,
+        *,
+        train_counts: _Opt = None,
+        train_features: _Opt = None,
+        all_features: _Opt = None,
+        rng: _RNG = None,
+    ) -> PCRFeatureBaseline:
+        from sklearn.linear_model import RidgeCV
+        from sklearn.preprocessing import StandardScaler
+
+        from ..nn._recognition import BASIS_MIN_GENES_PER_DIM, BASIS_RANKS
+
+        Baseline.fit(self, train_props)
+        x = _pool_features(train_features, self.name)  # (P, D)
+        if x.shape[0] != self.train_props_.shape[0]:
+            raise InputError(f"train_features has {x.shape[0]} genes but train_props has {self.train_props_.shape[0]}")
+        d = x.shape[1]
+        pool = None if all_features is None else _pool_features(all_features, self.name)
+        if pool is not None and pool.shape[1] != d:
+            raise InputError(f"all_features have dim {pool.shape[1]} but train_features have dim {d}")
+        if pool is None or pool.shape[0] < BASIS_MIN_GENES_PER_DIM * d:
+            self.scaler_, self.basis_, ranks = StandardScaler().fit(x), np.eye(d), [d]
+        else:
+            self.scaler_ = StandardScaler().fit(pool)
+            z = self.scaler_.transform(pool)
+            _, vecs = np.linalg.eigh(z.T @ z / len(z))
+            self.basis_, ranks = vecs[:, ::-1], [r for r in BASIS_RANKS if r < d] + [d]
+        xp = self.scaler_.transform(x) @ self.basis_
+        fits = [(RidgeCV(alphas=self.alphas).fit(xp[:, :r], self.train_props_), r) for r in ranks]
+        self.model_, self.rank_ = max(fits, key=lambda fit: fit[0].best_score_)  # first of ties: fewest
+        return self
+
+    def predict_proportions(self, *, counts: _Opt = None, features: _Opt = None, index: _Opt = None) -> np.ndarray:
+        self._fitted()
+        x = _pool_features(features, self.name)
+        if x.shape[1] != self.basis_.shape[0]:
+            raise InputError(
+                f"features have dim {x.shape[1]} but the {self.name} baseline was fitted on dim "
+                f"{self.basis_.shape[0]}; use the same feature file"
+            )
+        xp = self.scaler_.transform(x) @ self.basis_[:, : self.rank_]
+        return _clip_renormalise(self.model_.predict(xp), self.prior_)
+
+
 class KNNFeatureBaseline(_FeatureBaseline):
     """k-nearest-neighbour regression from mean-pooled, standardised features to ``q(P)``. Needs ``features``.
 
@@ -367,8 +431,9 @@ BASELINES: dict[str, type[Baseline]] = {
         ShrunkBaseline,
         TrainMeanBaseline,
         RidgeFeatureBaseline,
+        PCRFeatureBaseline,
         KNNFeatureBaseline,
         OracleBaseline,
     )
 }
-"""Baseline classes by name: ``empirical``, ``shrunk``, ``train_mean``, ``ridge``, ``knn``, ``oracle``."""
+"""Baseline classes by name: ``empirical``, ``shrunk``, ``train_mean``, ``ridge``, ``pcr``, ``knn``, ``oracle``."""

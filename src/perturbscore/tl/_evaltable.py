@@ -30,7 +30,7 @@ All distances and losses are on the TV scale (``0.5 * L1``, in ``[0, 1]``)::
       },
       "baselines": {                              # same metric keys as the models, where they apply
         "empirical": {"mae_cells": {k: [...]}, "stability": {k: [...]}, "spearman": [...], ...},
-        "shrunk": {...}, "train_mean": {"mae_sequence": [...]}, "ridge": {...}, "knn": {...},
+        "shrunk": {...}, "train_mean": {"mae_sequence": [...]}, "ridge": {...}, "pcr": {...}, "knn": {...},
         "oracle": {...},                          # a floor: shown, never bolded as best
       },
     }
@@ -65,11 +65,12 @@ BASELINE_LABELS = {
     "shrunk": "shrunk empirical",
     "train_mean": "train mean",
     "ridge": "ridge (features)",
+    "pcr": "PCR (features, all-gene basis)",
     "knn": "k-NN (features)",
     "oracle": "oracle (reference)",
 }
 REFERENCE_ROWS = frozenset({"oracle"})
-SEQUENCE_ONLY = frozenset({"train_mean", "ridge", "knn"})
+SEQUENCE_ONLY = frozenset({"train_mean", "ridge", "pcr", "knn"})
 
 
 def summarise(values: float | Iterable[float] | None) -> tuple[float, float]:

@@ -154,6 +154,10 @@ def _sequence_metrics(model: PerturbScoreModel, setup: EvalSetup, true: np.ndarr
     return out
 
 
+#: The sequence-only baselines that read gene features.
+FEATURE_BASELINES = ("ridge", "pcr", "knn")
+
+
 def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng: int = 0) -> dict:
     """Metrics of every applicable baseline on the same resamples and targets."""
     screen, true = setup.screen, setup.true_distances  # (R, P, T)
@@ -180,10 +184,13 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
     )
     if have_feats:
         tr = [p for p in setup.train if p != screen.control]
-        for name in ("ridge", "knn"):
-            static[name] = BASELINES[name]().fit(props[train_ids], train_features=screen.feature_block(tr), rng=rng)
+        for name in FEATURE_BASELINES:
+            extra = {"all_features": screen.features.values} if name == "pcr" else {}  # every gene's features
+            static[name] = BASELINES[name]().fit(
+                props[train_ids], train_features=screen.feature_block(tr), rng=rng, **extra
+            )
     for name, base in static.items():
-        feats = screen.feature_block(setup.val) if name in ("ridge", "knn") else None
+        feats = screen.feature_block(setup.val) if name in FEATURE_BASELINES else None
         p_hat = (
             base.predict_proportions(features=feats, index=None) if feats is not None else base.predict_proportions()
         )

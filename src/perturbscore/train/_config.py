@@ -94,6 +94,12 @@ class TrainConfig:
         0 selects on prediction alone, which on a screen whose validation error is lowest early can keep a
         model from before the stability loss has made the statistic stable (``docs/ablation.md``, session 6).
         Only used when the stability loss is computed (``stability_weight > 0``).
+    feature_basis
+        Fit the ridge ``T``'s feature basis on every gene the features cover, perturbed or not (no labels:
+        the principal directions of their pooled features), and let leave-one-out choose how many leading
+        directions the read-out keeps (principal-component ridge). Needs at least
+        :data:`~perturbscore.nn._recognition.BASIS_MIN_GENES_PER_DIM` genes per feature dimension; with fewer
+        the read-out stays plain ridge. Ridge ``T`` only.
     """
 
     preset: str = "default"
@@ -140,6 +146,7 @@ class TrainConfig:
     stability_weight: float = 0.5
     stability_grad: Literal["mixer", "all"] = "mixer"
     select_stability_weight: float = 0.1
+    feature_basis: bool = True
 
     def __post_init__(self) -> None:
         checks = [

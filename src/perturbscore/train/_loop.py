@@ -78,9 +78,16 @@ def train_statistic(
     config = resolve_io(config, screen)
     net = build_net(model_config, seed=config.seed)
     fit_front_end(net.front, screen, split.train, n_cells=config.front_end_cells, seed=config.seed)
+    use_feats = config.use_recognizer and model_config.n_features is not None
+    if use_feats and config.feature_basis and net.recognizer is not None and net.recognizer.head == "ridge":
+        n_feat = len(screen.features.genes)
+        if net.recognizer.fit_basis(torch.from_numpy(screen.features.values)):
+            logger.info("T's feature basis: fitted on the features of %d genes", n_feat)
+        else:
+            logger.info("T's feature basis: only %d genes have features (too few for %d dimensions); plain ridge",
+                        n_feat, model_config.n_features)  # fmt: skip
     take = input_taker(net.front, screen, progress=progress)
     pool = screen.proportions[[screen.index_of(p) for p in split.train if p != screen.control]]
-    use_feats = config.use_recognizer and model_config.n_features is not None
     train_sampler = make_sampler(
         screen, split.train, take, config=config, target_pool=pool, schedule=schedule_of(config),
         target_noise=config.target_noise, features=use_feats,
