@@ -234,3 +234,21 @@ def test_conv_pooling_equals_convolving_then_averaging() -> None:
     grad = torch.autograd.grad(t.pool(x).pow(2).sum(), t.conv[0].weight)[0]
     want = torch.autograd.grad(by_convolution(x).pow(2).sum(), t.conv[0].weight)[0]
     torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-5)
+
+
+def test_bounded_statistic_is_tanh_of_the_linear_one(cells: sp.csr_matrix) -> None:
+    """``stat_activation="tanh"`` keeps every entry of G's output in (-1, 1), the same map otherwise."""
+    cfgs = [ModelConfig(n_genes=120, n_states=5, n_components=16, stat_activation=a) for a in ("identity", "tanh")]
+    nets = []
+    for cfg in cfgs:
+        torch.manual_seed(0)
+        nets.append(PerturbationStatistic(cfg))
+    nets[0].front.fit(cells)
+    nets[1].load_state_dict(nets[0].state_dict())
+    prog = nets[0].programs(nets[0].front.transform(cells))
+    seg = torch.arange(60) // 20
+    linear, bounded = (net.statistic(prog, seg, 3)[:, : cfgs[0].n_stat] for net in nets)
+    torch.testing.assert_close(bounded, torch.tanh(linear))
+    assert float(bounded.abs().max()) < 1
+    with pytest.raises(ValueError, match="stat_activation"):
+        ModelConfig(n_genes=120, n_states=5, stat_activation="relu")

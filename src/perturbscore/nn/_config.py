@@ -60,6 +60,10 @@ class ModelConfig:
         leave-one-out; see :class:`~perturbscore.nn.SequenceRecognizer`; best with ``"gaussian"`` pooling,
         the default). ``None`` (default): ``"ridge"``, except with the seed's ``"conv"`` pooling, which keeps
         the MLP.
+    stat_activation
+        ``"tanh"`` bounds each entry of ``G``'s output to (-1, 1) (an ablation variant: heavy-tailed statistics
+        of knockouts with extreme mixes dominate ``T``'s regression); ``"identity"`` (default, the seed) leaves
+        it linear.
     """
 
     n_genes: int
@@ -84,6 +88,7 @@ class ModelConfig:
     prior_strength: float = 5.0
     recognizer_head: Literal["mlp", "ridge"] | None = None
     mix_channel: bool = True
+    stat_activation: Literal["identity", "tanh"] = "identity"
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:
@@ -94,6 +99,8 @@ class ModelConfig:
             raise ValueError(f"head must be 'attention' or 'structured', not {self.head!r}")
         if self.recognizer_head not in (None, "mlp", "ridge"):
             raise ValueError(f"recognizer_head must be 'mlp' or 'ridge', not {self.recognizer_head!r}")
+        if self.stat_activation not in ("identity", "tanh"):
+            raise ValueError(f"stat_activation must be 'identity' or 'tanh', not {self.stat_activation!r}")
         if self.mix_channel and not (self.state_classifier and self.head == "structured"):
             raise InputError(
                 "mix_channel needs the state classifier and the structured head; turn it off with "

@@ -19,10 +19,15 @@ class ProgramMixer(nn.Module):
         ``m2``, the size of the statistic.
     d_model, n_heads
         Token width and attention heads of the Transformer encoder layer.
+    bounded
+        Pass the output through ``tanh`` (each entry in (-1, 1)).
     """
 
-    def __init__(self, n_programs: int, n_outputs: int, *, d_model: int = 32, n_heads: int = 4) -> None:
+    def __init__(
+        self, n_programs: int, n_outputs: int, *, d_model: int = 32, n_heads: int = 4, bounded: bool = False
+    ) -> None:
         super().__init__()
+        self.bounded = bounded
         self.value_embedding = nn.Parameter(torch.randn(n_programs, d_model) / d_model**0.5)
         self.position = nn.Parameter(torch.zeros(n_programs, d_model))
         self.layer = nn.TransformerEncoderLayer(
@@ -34,4 +39,5 @@ class ProgramMixer(nn.Module):
         """Map mean programs ``(P, m1)`` to the statistic ``(P, m2)``."""
         tokens = pooled.unsqueeze(-1) * self.value_embedding + self.position  # (P, m1, d)
         mixed = self.layer(tokens)  # (P, m1, d)
-        return self.project(mixed.flatten(1))  # (P, m1*d) -> (P, m2)
+        out = self.project(mixed.flatten(1))  # (P, m1*d) -> (P, m2)
+        return torch.tanh(out) if self.bounded else out

@@ -31,7 +31,10 @@ class PerturbationStatistic(nn.Module):
         self.config = config
         self.front = FrontEnd(config)
         self.encoder = ProgramEncoder(config.n_inputs, config.n_programs)
-        self.mixer = ProgramMixer(config.n_programs, config.n_stat, d_model=config.d_model, n_heads=config.n_heads)
+        self.mixer = ProgramMixer(
+            config.n_programs, config.n_stat, d_model=config.d_model, n_heads=config.n_heads,
+            bounded=config.stat_activation == "tanh",
+        )  # fmt: skip
         if config.head == "attention":
             self.head: nn.Module = DistanceHead(
                 config.n_stat, config.n_states, n_slots=config.head_slots, hidden=config.head_hidden

@@ -54,6 +54,7 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default-select_stability": ("default", {"select_stability_weight": 0.0}),  # keep the lowest val_pred_loss
     "default+coupled_rec": ("default", {"rec_mode": "coupled"}),
     "default-feature_basis": ("default", {"feature_basis": False}),  # T: plain ridge on the training genes only
+    "default+bounded_stat": ("default", {"stat_activation": "tanh"}),
     "perturbscore": ("default", {}),
 }
 
