@@ -15,11 +15,12 @@ import time
 import numpy as np
 import torch
 
+from perturbscore._constants import EVAL_UNSEEN_GENES
 from perturbscore.datasets import simulate_screen
 from perturbscore.io import read_screen
 from perturbscore.train import model_config_for, preset, split_perturbations
 from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
-from perturbscore.train._loop import build_net
+from perturbscore.train._loop import build_net, fit_feature_basis
 from perturbscore.train._module import StatisticModule
 
 
@@ -53,6 +54,8 @@ def step_parts(screen, name: str, rng: np.random.Generator, n_steps: int) -> dic
     split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
     net = build_net(mcfg, seed=0)
     fit_front_end(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
+    if cfg.use_recognizer:
+        fit_feature_basis(net, screen, cfg)  # as in training: T reads the all-gene basis (the default preset)
     take = input_taker(net.front, screen)
     pool = screen.proportions
     sampler = make_sampler(screen, split.train, take, config=cfg, target_pool=pool, schedule=schedule_of(cfg),
@@ -83,10 +86,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--genes", type=int, default=15077)
     ap.add_argument("--steps", type=int, default=100, help="timed steps per preset (medians are reported)")
+    ap.add_argument("--unseen", type=int, default=EVAL_UNSEEN_GENES, help="genes with features but no cells")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t = time.perf_counter()
-    sim = simulate_screen(n_genes=args.genes, seed=0)
+    sim = simulate_screen(n_genes=args.genes, seed=0, n_unseen_genes=args.unseen)
     sim_s = time.perf_counter() - t
     screen = read_screen(sim.adata, features=sim.features)
     rng = np.random.default_rng(0)

@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=0.02)
     ap.add_argument("--threads", type=int, default=2, help="PyTorch/sparse-product threads per run (2 cores here)")
     ap.add_argument("--presets", default="seed-baseline,default")
+    ap.add_argument("--unseen", type=int, default=2000, help="genes with features but no cells (T's basis)")
     ap.add_argument("--prefetch", type=int, default=None, help="episodes drawn ahead (default: the preset's)")
     ap.add_argument("--child")
     ap.add_argument("--screen")
@@ -91,9 +92,9 @@ def main() -> None:
 
     from perturbscore.datasets import simulate_screen, synthetic_perturb_seq
 
-    sim_dir = CACHE / f"challenge-{args.genes}"
+    sim_dir = CACHE / f"challenge-{args.genes}-unseen{args.unseen}"
     if not (sim_dir / "screen.h5ad").exists():
-        simulate_screen(n_genes=args.genes, seed=0).write(sim_dir, overwrite=True)
+        simulate_screen(n_genes=args.genes, seed=0, n_unseen_genes=args.unseen).write(sim_dir, overwrite=True)
     tiny = CACHE / "tiny"
     if not (tiny / "screen.h5ad").exists():
         synthetic_perturb_seq(seed=0).write(tiny, overwrite=True)

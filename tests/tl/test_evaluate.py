@@ -47,7 +47,7 @@ def test_sequence_only_beats_train_mean(results) -> None:  # noqa: ANN001
 
 
 def test_results_render_and_have_every_baseline(results) -> None:  # noqa: ANN001
-    assert set(results["baselines"]) >= {"empirical", "shrunk", "train_mean", "ridge", "knn", "oracle"}
+    assert set(results["baselines"]) >= {"empirical", "shrunk", "train_mean", "ridge", "pcr", "knn", "oracle"}
     md = render_eval_markdown(results)
     assert "empirical" in md
     assert "k=60" in md

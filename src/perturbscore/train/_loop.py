@@ -57,6 +57,24 @@ def build_net(config: ModelConfig, *, seed: int) -> PerturbationStatistic:
         return PerturbationStatistic(config)
 
 
+def fit_feature_basis(net: PerturbationStatistic, screen: Screen, config: TrainConfig) -> bool:
+    """Fit ``T``'s feature basis on every gene of ``screen.features`` (ridge ``T``, ``config.feature_basis``).
+
+    Returns whether a basis was fitted (not for an MLP ``T``, with the option off, or with too few genes).
+    """
+    rec = net.recognizer
+    if rec is None or rec.head != "ridge" or not config.feature_basis or screen.features is None:
+        return False
+    n_genes, dim = len(screen.features.genes), screen.features.shape[1]
+    fitted = rec.fit_basis(torch.from_numpy(screen.features.values))
+    if fitted:
+        logger.info("T's feature basis: fitted on the features of %d genes", n_genes)
+    else:
+        logger.info("T's feature basis: only %d genes have features (too few for %d dimensions); plain ridge",
+                    n_genes, dim)  # fmt: skip
+    return fitted
+
+
 def train_statistic(
     screen: Screen,
     config: TrainConfig,
@@ -79,13 +97,8 @@ def train_statistic(
     net = build_net(model_config, seed=config.seed)
     fit_front_end(net.front, screen, split.train, n_cells=config.front_end_cells, seed=config.seed)
     use_feats = config.use_recognizer and model_config.n_features is not None
-    if use_feats and config.feature_basis and net.recognizer is not None and net.recognizer.head == "ridge":
-        n_feat = len(screen.features.genes)
-        if net.recognizer.fit_basis(torch.from_numpy(screen.features.values)):
-            logger.info("T's feature basis: fitted on the features of %d genes", n_feat)
-        else:
-            logger.info("T's feature basis: only %d genes have features (too few for %d dimensions); plain ridge",
-                        n_feat, model_config.n_features)  # fmt: skip
+    if use_feats:
+        fit_feature_basis(net, screen, config)
     take = input_taker(net.front, screen, progress=progress)
     pool = screen.proportions[[screen.index_of(p) for p in split.train if p != screen.control]]
     train_sampler = make_sampler(
