@@ -107,3 +107,21 @@ def test_pcr_baseline_rejects_features_of_another_dimension() -> None:
     props = torch.softmax(torch.cat([train_y, -train_y], 1), -1).numpy()
     with pytest.raises(InputError, match="all_features have dim 8"):
         PCRFeatureBaseline().fit(props, train_features=train_f.numpy(), all_features=np.zeros((200, 8)))
+
+
+def test_rank_and_penalty_are_chosen_again_every_few_fits() -> None:
+    from perturbscore.nn._recognition import RESELECT_EVERY
+
+    unlabelled, _ = _structured_genes(3_000, seed=12)
+    feats, y = _structured_genes(40, seed=13)
+    rec = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
+    rec.fit_basis(unlabelled)
+    rec.fit_predict(feats, y)
+    first = (int(rec.rank), float(rec.alpha))
+    assert first[0] < 64
+    noise = torch.randn(40, 2, generator=torch.Generator().manual_seed(14)) * 5.0  # unpredictable: heavy shrinkage
+    for _ in range(RESELECT_EVERY - 1):
+        rec.fit_predict(feats, noise)
+        assert (int(rec.rank), float(rec.alpha)) == first  # kept between searches
+    rec.fit_predict(feats, noise)  # the RESELECT_EVERY-th fit searches again
+    assert float(rec.alpha) > first[1]

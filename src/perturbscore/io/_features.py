@@ -56,7 +56,11 @@ def read_features(path: str | Path) -> GeneFeatures:
             f"feature file {str(path)!r} has unknown suffix {suffix!r}; use one of {', '.join(FEATURE_SUFFIXES)}."
         )
     check_feature_arrays(genes, arrays, source=str(path))
-    values = np.stack([a.reshape(-1, a.shape[-1]) for a in arrays]).astype(np.float32)  # (n, windows, dim)
+    first = arrays[0].reshape(-1, arrays[0].shape[-1]) if arrays else np.zeros((0, 0), np.float32)
+    values = np.empty((len(arrays), *first.shape), dtype=np.float32)  # (n, windows, dim)
+    for i in range(len(arrays)):  # one copy of the features at a time, not a stack beside the per-gene arrays
+        values[i] = arrays[i].reshape(first.shape)
+        arrays[i] = None
     logger.info("read features of %d genes, shape %s, from %s", len(genes), values.shape[1:], path)
     return GeneFeatures(genes=np.asarray(genes, dtype=str), values=values, source=str(path))
 

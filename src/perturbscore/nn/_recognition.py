@@ -16,6 +16,10 @@ BASIS_RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 #: The basis is fitted only from at least this many genes per feature dimension (a covariance from fewer genes
 #: is too noisy to rank directions by; the read-out is then plain ridge).
 BASIS_MIN_GENES_PER_DIM = 2.0
+#: With a basis, rank and penalty are chosen again every this many fits and kept in between: the search over
+#: every rank (a leave-one-out pass per rank) cost more than the rest of a training step (17.6 against 7.8 ms
+#: forward, benchmarks/bench_step.py), and the choice moves slowly as the statistic trains.
+RESELECT_EVERY = 10
 _BASIS_BUFFERS = ("basis", "basis_sd", "basis_genes", "rank")
 
 
@@ -215,7 +219,8 @@ class SequenceRecognizer(nn.Module):
     ) -> torch.Tensor:
         """Ridge head, training: fit on ``(P, W, D)`` features and ``(P, m2)`` targets; leave-one-out predictions.
 
-        The penalty minimises the leave-one-out error (each output dimension scaled by its variance).
+        The penalty (and, with a basis, the rank) minimises the leave-one-out error (each output dimension scaled
+        by its variance); with a basis they are chosen again every :data:`RESELECT_EVERY` fits.
         The fit is folded into the stored read-out (moving average); the returned ``(P, m2)`` predictions
         are each gene's prediction from a fit without that gene, differentiable in the pooling weights,
         so every loss that reads ``T(g)`` of a training gene sees what ``T`` does for an unseen gene.
@@ -237,15 +242,16 @@ class SequenceRecognizer(nn.Module):
         d = xs.shape[1]
         xp = xs @ self.basis if self.has_basis else xs  # (P, D): coordinates in the all-gene basis
         ranks = [r for r in BASIS_RANKS if r < d] + [d] if self.has_basis else [d]
-        with torch.no_grad():
-            scale = yc.double().pow(2).mean(0).clamp_min(1e-12)  # (m2,)
-            errs = torch.stack([_loo_errors(xp.detach()[:, :r].double(), yc.double(), scale) for r in ranks])
-            errs = errs.nan_to_num(nan=math.inf)  # (ranks, A): first of tied minima, fewest components, smallest
-            pick = int(torch.argmin(errs))  # penalty
-            rank, best = (
-                ranks[pick // errs.shape[1]],
-                float(RIDGE_ALPHAS[pick % errs.shape[1]] * ranks[pick // errs.shape[1]]),
-            )
+        if len(ranks) > 1 and int(self.n_fits) % RESELECT_EVERY:  # keep the last choice (it moves slowly)
+            rank, best = int(self.rank), float(self.alpha)
+        else:
+            with torch.no_grad():
+                scale = yc.double().pow(2).mean(0).clamp_min(1e-12)  # (m2,)
+                errs = torch.stack([_loo_errors(xp.detach()[:, :r].double(), yc.double(), scale) for r in ranks])
+                errs = errs.nan_to_num(nan=math.inf)  # (ranks, A): first of tied minima, fewest components,
+                pick = int(torch.argmin(errs))  # smallest penalty
+                rank = ranks[pick // errs.shape[1]]
+                best = float(RIDGE_ALPHAS[pick % errs.shape[1]] * rank)
         xr = xp[:, :rank]
         gram = xr @ xr.T  # (P, P), dual form: P training genes < D feature dimensions typically
         eye = torch.eye(n, dtype=xs.dtype, device=xs.device)
