@@ -16,9 +16,9 @@ BASIS_RANKS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 #: The basis is fitted only from at least this many genes per feature dimension (a covariance from fewer genes
 #: is too noisy to rank directions by; the read-out is then plain ridge).
 BASIS_MIN_GENES_PER_DIM = 2.0
-#: With a basis, rank and penalty are chosen again every this many fits and kept in between: the search over
-#: every rank (a leave-one-out pass per rank) cost more than the rest of a training step (17.6 against 7.8 ms
-#: forward, benchmarks/bench_step.py), and the choice moves slowly as the statistic trains.
+#: With a basis, rank and penalty are chosen again every this many fits and kept in between: a search over
+#: every rank (a leave-one-out pass per rank) at every fit made the default's forward 17.6 ms instead of 9.3
+#: (benchmarks/bench_step.py, 15,077 genes), and the choice moves slowly as the statistic trains.
 RESELECT_EVERY = 10
 _BASIS_BUFFERS = ("basis", "basis_sd", "basis_genes", "rank")
 
