@@ -241,7 +241,7 @@ class SequenceRecognizer(nn.Module):
         yc = y - y_mean
         d = xs.shape[1]
         xp = xs @ self.basis if self.has_basis else xs  # (P, D): coordinates in the all-gene basis
-        ranks = [r for r in BASIS_RANKS if r < d] + [d] if self.has_basis else [d]
+        ranks = candidate_ranks(d) if self.has_basis else [d]
         if len(ranks) > 1 and int(self.n_fits) % RESELECT_EVERY:  # keep the last choice (it moves slowly)
             rank, best = int(self.rank), float(self.alpha)
         else:
@@ -271,6 +271,11 @@ class SequenceRecognizer(nn.Module):
             self.rank.fill_(rank)
             self.n_fits += 1
         return loo
+
+
+def candidate_ranks(dim: int) -> list[int]:
+    """How many leading basis directions a read-out may keep: :data:`BASIS_RANKS` below ``dim``, then ``dim``."""
+    return [r for r in BASIS_RANKS if r < dim] + [dim]
 
 
 def _loo_errors(x: torch.Tensor, yc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

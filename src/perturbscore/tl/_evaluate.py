@@ -184,10 +184,9 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
     )
     if have_feats:
         tr = [p for p in setup.train if p != screen.control]
-        for name in FEATURE_BASELINES:
-            extra = {"all_features": screen.features.values} if name == "pcr" else {}  # every gene's features
+        for name in FEATURE_BASELINES:  # all_features: every gene's features, read by the PCR baseline
             static[name] = BASELINES[name]().fit(
-                props[train_ids], train_features=screen.feature_block(tr), rng=rng, **extra
+                props[train_ids], train_features=screen.feature_block(tr), all_features=screen.features.values, rng=rng
             )
     for name, base in static.items():
         feats = screen.feature_block(setup.val) if name in FEATURE_BASELINES else None

@@ -15,9 +15,9 @@ def _pool_features(features: np.ndarray | None, who: str) -> np.ndarray:
     """Mean-pool gene features over windows: ``(n, W, D)`` or ``(n, D)`` -> ``(n, D)``."""
     if features is None:
         raise InputError(f"the {who} baseline needs gene features; pass features=(genes, windows, dim)")
-    x = np.asarray(features, dtype=np.float64)
-    if x.ndim == 3:
-        x = x.mean(axis=1)  # (n, W, D) -> (n, D)
+    x = np.asarray(features)
+    # (n, W, D) -> (n, D), averaged in float64 without a float64 copy of every window (a genome's are GBs)
+    x = x.mean(axis=1, dtype=np.float64) if x.ndim == 3 else x.astype(np.float64)
     if x.ndim != 2 or not np.all(np.isfinite(x)):
         raise InputError(f"gene features must be finite (genes, windows, dim) or (genes, dim), got shape {x.shape}")
     return x
@@ -30,17 +30,36 @@ class _FeatureBaseline(Baseline):
         raise NotImplementedError
 
     def fit(
-        self, train_props: np.ndarray, *, train_counts: _Opt = None, train_features: _Opt = None, rng: _RNG = None
+        self,
+        train_props: np.ndarray,
+        *,
+        train_counts: _Opt = None,
+        train_features: _Opt = None,
+        all_features: _Opt = None,
+        rng: _RNG = None,
     ) -> _FeatureBaseline:
-        from sklearn.preprocessing import StandardScaler
+        """Fit on the training genes' ``q(P)`` and features; ``all_features`` (every gene's, no labels) if used.
 
+        Only :class:`PCRFeatureBaseline` reads ``all_features``; the others accept it so that every feature
+        baseline shares one call.
+        """
         super().fit(train_props)
         x = _pool_features(train_features, self.name)  # (P, D)
         if x.shape[0] != self.train_props_.shape[0]:
             raise InputError(f"train_features has {x.shape[0]} genes but train_props has {self.train_props_.shape[0]}")
-        self.scaler_ = StandardScaler().fit(x)
-        self.model_ = self._model(as_rng(rng), x.shape[0]).fit(self.scaler_.transform(x), self.train_props_)
+        self._fit_features(x, all_features, as_rng(rng))
         return self
+
+    def _fit_features(self, x: np.ndarray, all_features: _Opt, rng: np.random.Generator) -> None:
+        """Fit ``scaler_`` and ``model_`` on pooled training features ``x`` ``(P, D)`` (``all_features`` unused)."""
+        from sklearn.preprocessing import StandardScaler
+
+        self.scaler_ = StandardScaler().fit(x)
+        self.model_ = self._model(rng, x.shape[0]).fit(self._design(x), self.train_props_)
+
+    def _design(self, x: np.ndarray) -> np.ndarray:
+        """The model's inputs for pooled features ``x``: standardised."""
+        return self.scaler_.transform(x)
 
     def predict_proportions(self, *, counts: _Opt = None, features: _Opt = None, index: _Opt = None) -> np.ndarray:
         self._fitted()
@@ -50,7 +69,7 @@ class _FeatureBaseline(Baseline):
                 f"features have dim {x.shape[1]} but the {self.name} baseline was fitted on dim "
                 f"{self.scaler_.n_features_in_}; use the same feature file"
             )
-        return _clip_renormalise(self.model_.predict(self.scaler_.transform(x)), self.prior_)
+        return _clip_renormalise(self.model_.predict(self._design(x)), self.prior_)
 
 
 class RidgeFeatureBaseline(_FeatureBaseline):
@@ -92,26 +111,14 @@ class PCRFeatureBaseline(_FeatureBaseline):
     def __init__(self, *, alphas: np.ndarray | None = None) -> None:
         self.alphas = np.logspace(-3, 4, 15) if alphas is None else np.asarray(alphas, float)
 
-    def fit(
-        self,
-        train_props: np.ndarray,
-        *,
-        train_counts: _Opt = None,
-        train_features: _Opt = None,
-        all_features: _Opt = None,
-        rng: _RNG = None,
-    ) -> PCRFeatureBaseline:
+    def _fit_features(self, x: np.ndarray, all_features: _Opt, rng: np.random.Generator) -> None:
         from sklearn.linear_model import RidgeCV
         from sklearn.preprocessing import StandardScaler
 
-        from ..nn._recognition import BASIS_MIN_GENES_PER_DIM, BASIS_RANKS
+        from ..nn._recognition import BASIS_MIN_GENES_PER_DIM, candidate_ranks
 
-        Baseline.fit(self, train_props)
-        x = _pool_features(train_features, self.name)  # (P, D)
-        if x.shape[0] != self.train_props_.shape[0]:
-            raise InputError(f"train_features has {x.shape[0]} genes but train_props has {self.train_props_.shape[0]}")
         d = x.shape[1]
-        pool = None if all_features is None else _pool_features(all_features, self.name)
+        pool = None if all_features is None else _pool_features(all_features, self.name)  # (N, D)
         if pool is not None and pool.shape[1] != d:
             raise InputError(f"all_features have dim {pool.shape[1]} but train_features have dim {d}")
         if pool is None or pool.shape[0] < BASIS_MIN_GENES_PER_DIM * d:
@@ -120,22 +127,14 @@ class PCRFeatureBaseline(_FeatureBaseline):
             self.scaler_ = StandardScaler().fit(pool)
             z = self.scaler_.transform(pool)
             _, vecs = np.linalg.eigh(z.T @ z / len(z))
-            self.basis_, ranks = vecs[:, ::-1], [r for r in BASIS_RANKS if r < d] + [d]
+            self.basis_, ranks = vecs[:, ::-1], candidate_ranks(d)
         xp = self.scaler_.transform(x) @ self.basis_
         fits = [(RidgeCV(alphas=self.alphas).fit(xp[:, :r], self.train_props_), r) for r in ranks]
         self.model_, self.rank_ = max(fits, key=lambda fit: fit[0].best_score_)  # first of ties: fewest
-        return self
 
-    def predict_proportions(self, *, counts: _Opt = None, features: _Opt = None, index: _Opt = None) -> np.ndarray:
-        self._fitted()
-        x = _pool_features(features, self.name)
-        if x.shape[1] != self.basis_.shape[0]:
-            raise InputError(
-                f"features have dim {x.shape[1]} but the {self.name} baseline was fitted on dim "
-                f"{self.basis_.shape[0]}; use the same feature file"
-            )
-        xp = self.scaler_.transform(x) @ self.basis_[:, : self.rank_]
-        return _clip_renormalise(self.model_.predict(xp), self.prior_)
+    def _design(self, x: np.ndarray) -> np.ndarray:
+        """Standardised features in the all-gene basis, its leading ``rank_`` directions."""
+        return self.scaler_.transform(x) @ self.basis_[:, : self.rank_]
 
 
 class KNNFeatureBaseline(_FeatureBaseline):
