@@ -220,6 +220,17 @@ def test_config_saved_before_the_mix_channel_loads_without_it() -> None:
     assert ModelConfig.from_dict(ModelConfig(n_genes=10, n_states=3).to_dict()).mix_channel is True
 
 
+def test_config_saved_before_the_statistic_activation_loads_linear() -> None:
+    """Models saved before session 7 had a linear G output; the radial default must not change them on load."""
+    old = ModelConfig(n_genes=10, n_states=3).to_dict()
+    old.pop("stat_activation")
+    assert ModelConfig.from_dict(old).stat_activation == "identity"
+    assert ModelConfig.from_dict(ModelConfig(n_genes=10, n_states=3).to_dict()).stat_activation == "radial"
+    early_radial = ModelConfig(n_genes=10, n_states=3).to_dict()
+    early_radial.pop("stat_radius")
+    assert ModelConfig.from_dict(early_radial).stat_radius == 1.0
+
+
 def test_conv_pooling_equals_convolving_then_averaging() -> None:
     """The seed's conv ``T`` skips its second convolution (linear, then averaged): same pooled value and gradient."""
     torch.manual_seed(0)
@@ -236,19 +247,30 @@ def test_conv_pooling_equals_convolving_then_averaging() -> None:
     torch.testing.assert_close(grad, want, rtol=1e-4, atol=1e-5)
 
 
-def test_bounded_statistic_is_tanh_of_the_linear_one(cells: sp.csr_matrix) -> None:
-    """``stat_activation="tanh"`` keeps every entry of G's output in (-1, 1), the same map otherwise."""
-    cfgs = [ModelConfig(n_genes=120, n_states=5, n_components=16, stat_activation=a) for a in ("identity", "tanh")]
+def test_statistic_activations_transform_the_linear_statistic(cells: sp.csr_matrix) -> None:
+    """``"tanh"`` keeps every entry of G's output in (-1, 1); ``"radial"`` keeps each output's direction and maps
+    its length ``r`` to ``rho asinh(r / rho)``; the same map otherwise."""
+    kinds = ("identity", "tanh", "radial")
+    rho = 0.5
+    cfgs = [ModelConfig(n_genes=120, n_states=5, n_components=16, stat_activation=a, stat_radius=rho) for a in kinds]
     nets = []
     for cfg in cfgs:
         torch.manual_seed(0)
         nets.append(PerturbationStatistic(cfg))
     nets[0].front.fit(cells)
-    nets[1].load_state_dict(nets[0].state_dict())
+    for net in nets[1:]:
+        net.load_state_dict(nets[0].state_dict())
     prog = nets[0].programs(nets[0].front.transform(cells))
     seg = torch.arange(60) // 20
-    linear, bounded = (net.statistic(prog, seg, 3)[:, : cfgs[0].n_stat] for net in nets)
+    linear, bounded, radial = (net.statistic(prog, seg, 3)[:, : cfgs[0].n_stat] for net in nets)
     torch.testing.assert_close(bounded, torch.tanh(linear))
     assert float(bounded.abs().max()) < 1
+    length = linear.norm(dim=1)
+    torch.testing.assert_close(radial.norm(dim=1), rho * torch.asinh(length / rho))
+    assert bool((radial.norm(dim=1) < length).all())  # compressed, never stretched
+    cosine = (radial * linear).sum(1) / (radial.norm(dim=1) * length)
+    torch.testing.assert_close(cosine, torch.ones(3))
     with pytest.raises(ValueError, match="stat_activation"):
         ModelConfig(n_genes=120, n_states=5, stat_activation="relu")
+    with pytest.raises(ValueError, match="stat_radius"):
+        ModelConfig(n_genes=120, n_states=5, stat_radius=0.0)

@@ -71,6 +71,7 @@ def test_seed_baseline_is_one_flag(screen, tmp_path) -> None:  # noqa: ANN001
     assert not cfg.use_recognizer
     assert cfg.k_min == cfg.k_max == 60
     assert model_over["head"] == "attention"
+    assert model_over["stat_activation"] == "identity"  # the seed's G output is linear
     model = fit(screen, out=tmp_path / "s", preset_name="seed-baseline", **(FAST | {"max_steps": 20}))
     assert not model.has_recognizer
 

@@ -66,6 +66,12 @@ def train(
         "--mix-channel/--no-mix-channel",
         help="Add the cells' mean decoded state posterior to the statistic (default preset: on; seed presets: off).",
     ),
+    stat_activation: str | None = typer.Option(
+        None,
+        "--stat-activation",
+        help="What G's output passes through: radial (default preset: direction kept, length r -> asinh r), "
+        "identity (seed presets) or tanh.",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
@@ -92,7 +98,7 @@ def train(
         n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
         prefetch=prefetch, stability_weight=stability_weight, mix_channel=mix_channel,
-        select_stability_weight=select_stability_weight,
+        select_stability_weight=select_stability_weight, stat_activation=stat_activation,
     )  # fmt: skip
     from ..train._dist import is_main_process
 

@@ -61,9 +61,13 @@ class ModelConfig:
         the default). ``None`` (default): ``"ridge"``, except with the seed's ``"conv"`` pooling, which keeps
         the MLP.
     stat_activation
-        ``"tanh"`` bounds each entry of ``G``'s output to (-1, 1) (an ablation variant: heavy-tailed statistics
-        of knockouts with extreme mixes dominate ``T``'s regression); ``"identity"`` (default, the seed) leaves
-        it linear.
+        What ``G``'s output passes through. ``"radial"`` (default since session 8) keeps its direction and
+        compresses its length ``r`` to ``asinh(r)``: a knockout with an extreme effect stays the furthest
+        out, but not 10x further than the rest, where it would steer ``T``'s regression (docs/method.md,
+        item 15). ``"identity"`` (the seed) leaves it linear; ``"tanh"`` bounds each entry to (-1, 1).
+    stat_radius
+        ``rho`` of the radial activation, ``u rho asinh(|u| / rho) / |u|``: lengths well below it pass nearly
+        unchanged, longer ones grow like their logarithm.
     """
 
     n_genes: int
@@ -88,7 +92,8 @@ class ModelConfig:
     prior_strength: float = 5.0
     recognizer_head: Literal["mlp", "ridge"] | None = None
     mix_channel: bool = True
-    stat_activation: Literal["identity", "tanh"] = "identity"
+    stat_activation: Literal["identity", "tanh", "radial"] = "radial"
+    stat_radius: float = 4.0
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:
@@ -99,8 +104,10 @@ class ModelConfig:
             raise ValueError(f"head must be 'attention' or 'structured', not {self.head!r}")
         if self.recognizer_head not in (None, "mlp", "ridge"):
             raise ValueError(f"recognizer_head must be 'mlp' or 'ridge', not {self.recognizer_head!r}")
-        if self.stat_activation not in ("identity", "tanh"):
-            raise ValueError(f"stat_activation must be 'identity' or 'tanh', not {self.stat_activation!r}")
+        if self.stat_radius <= 0:
+            raise ValueError(f"stat_radius must be > 0, not {self.stat_radius}")
+        if self.stat_activation not in ("identity", "tanh", "radial"):
+            raise ValueError(f"stat_activation must be 'identity', 'tanh' or 'radial', not {self.stat_activation!r}")
         if self.mix_channel and not (self.state_classifier and self.head == "structured"):
             raise InputError(
                 "mix_channel needs the state classifier and the structured head; turn it off with "
@@ -142,5 +149,6 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        # a model saved before the mix channel existed has none
-        return cls(**({"mix_channel": False} | data))
+        # fields a model saved before they existed lacks: the mix channel (session 4), the statistic's activation
+        # (session 7) and the radial activation's radius (session 8, when 1 was the only radius)
+        return cls(**({"mix_channel": False, "stat_activation": "identity", "stat_radius": 1.0} | data))

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+#: Output activations of :class:`ProgramMixer` (``ModelConfig.stat_activation``).
+ACTIVATIONS = ("identity", "tanh", "radial")
+
 
 class ProgramMixer(nn.Module):
     """Treat the ``m1`` mean program activities as tokens, mix them with self-attention, project to ``m2``.
@@ -19,15 +22,28 @@ class ProgramMixer(nn.Module):
         ``m2``, the size of the statistic.
     d_model, n_heads
         Token width and attention heads of the Transformer encoder layer.
-    bounded
-        Pass the output through ``tanh`` (each entry in (-1, 1)).
+    activation
+        What the output passes through: ``"identity"`` (the seed), ``"tanh"`` (each entry in (-1, 1)) or
+        ``"radial"`` (``u rho asinh(|u| / rho) / |u|``: the direction kept, the length compressed to its log
+        beyond ``rho``, so one knockout with an extreme effect cannot sit 10x further out than the rest).
+    radius
+        ``rho`` of the radial activation: lengths well below it pass nearly unchanged.
     """
 
     def __init__(
-        self, n_programs: int, n_outputs: int, *, d_model: int = 32, n_heads: int = 4, bounded: bool = False
+        self,
+        n_programs: int,
+        n_outputs: int,
+        *,
+        d_model: int = 32,
+        n_heads: int = 4,
+        activation: str = "identity",
+        radius: float = 1.0,
     ) -> None:
         super().__init__()
-        self.bounded = bounded
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"statistic activation must be one of {ACTIVATIONS}, not {activation!r}")
+        self.activation, self.radius = activation, radius
         self.value_embedding = nn.Parameter(torch.randn(n_programs, d_model) / d_model**0.5)
         self.position = nn.Parameter(torch.zeros(n_programs, d_model))
         self.layer = nn.TransformerEncoderLayer(
@@ -40,4 +56,9 @@ class ProgramMixer(nn.Module):
         tokens = pooled.unsqueeze(-1) * self.value_embedding + self.position  # (P, m1, d)
         mixed = self.layer(tokens)  # (P, m1, d)
         out = self.project(mixed.flatten(1))  # (P, m1*d) -> (P, m2)
-        return torch.tanh(out) if self.bounded else out
+        if self.activation == "tanh":
+            return torch.tanh(out)
+        if self.activation == "radial":
+            length = torch.linalg.vector_norm(out, dim=-1, keepdim=True).clamp_min(1e-6)
+            return out * (self.radius * torch.asinh(length / self.radius) / length)
+        return out

@@ -33,7 +33,7 @@ class PerturbationStatistic(nn.Module):
         self.encoder = ProgramEncoder(config.n_inputs, config.n_programs)
         self.mixer = ProgramMixer(
             config.n_programs, config.n_stat, d_model=config.d_model, n_heads=config.n_heads,
-            bounded=config.stat_activation == "tanh",
+            activation=config.stat_activation, radius=config.stat_radius,
         )  # fmt: skip
         if config.head == "attention":
             self.head: nn.Module = DistanceHead(

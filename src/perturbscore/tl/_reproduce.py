@@ -54,7 +54,9 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default-select_stability": ("default", {"select_stability_weight": 0.0}),  # keep the lowest val_pred_loss
     "default+coupled_rec": ("default", {"rec_mode": "coupled"}),
     "default-feature_basis": ("default", {"feature_basis": False}),  # T: plain ridge on the training genes only
-    "default+bounded_stat": ("default", {"stat_activation": "tanh"}),
+    "default+bounded_stat": ("default", {"stat_activation": "tanh"}),  # each entry in (-1, 1), not radial
+    "default-radial_stat": ("default", {"stat_activation": "identity"}),  # G's output left linear (the seed)
+    "default_radius_1.0": ("default", {"stat_radius": 1.0}),  # compression from shorter lengths on
     "perturbscore": ("default", {}),
 }
 

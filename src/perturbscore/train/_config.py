@@ -209,6 +209,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "cell_mix_head": False,
         "fuse_prior": False,
         "mix_channel": False,
+        "stat_activation": "identity",
     }
     seed_train = {
         "rec_mode": "seed",
