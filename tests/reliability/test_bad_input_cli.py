@@ -382,6 +382,7 @@ BAD_OPTIONS = {
     "preset-unknown": (["--preset", "nope"], "preset"),
     "loss-unknown": (["--loss", "nope"], "loss"),
     "lr-negative": (["--lr", "-1"], "lr"),
+    "stat-activation-unknown": (["--stat-activation", "relu"], "stat_activation"),
 }
 
 

@@ -105,9 +105,12 @@ class ModelConfig:
         if self.recognizer_head not in (None, "mlp", "ridge"):
             raise ValueError(f"recognizer_head must be 'mlp' or 'ridge', not {self.recognizer_head!r}")
         if self.stat_radius <= 0:
-            raise ValueError(f"stat_radius must be > 0, not {self.stat_radius}")
+            raise InputError(f"invalid model option: stat_radius must be > 0, not {self.stat_radius}")
         if self.stat_activation not in ("identity", "tanh", "radial"):
-            raise ValueError(f"stat_activation must be 'identity', 'tanh' or 'radial', not {self.stat_activation!r}")
+            raise InputError(
+                f"invalid model option: stat_activation (--stat-activation) must be 'identity', 'tanh' or 'radial', "
+                f"not {self.stat_activation!r}"
+            )
         if self.mix_channel and not (self.state_classifier and self.head == "structured"):
             raise InputError(
                 "mix_channel needs the state classifier and the structured head; turn it off with "
