@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 
 def peak_rss_mib() -> float:
@@ -11,3 +13,22 @@ def peak_rss_mib() -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+def eval_screen_from_args(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, Any, Any]:
+    """Add ``--sim-genes``/``--sim-seed`` to ``parser``, parse, and simulate the screen ``reproduce`` would.
+
+    Returns the parsed arguments, the simulation (with its ``truth``) and the screen read from it, with
+    features for :data:`~perturbscore._constants.EVAL_UNSEEN_GENES` genes without cells; PyTorch on 1 thread.
+    """
+    import torch
+
+    import perturbscore as ps
+    from perturbscore._constants import EVAL_UNSEEN_GENES
+
+    parser.add_argument("--sim-genes", type=int, default=2000)
+    parser.add_argument("--sim-seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    sim = ps.datasets.simulate_screen(n_genes=args.sim_genes, seed=args.sim_seed, n_unseen_genes=EVAL_UNSEEN_GENES)
+    return args, sim, ps.io.read_screen(sim.adata, features=sim.features)

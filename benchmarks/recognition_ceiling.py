@@ -28,9 +28,8 @@ import warnings
 
 import numpy as np
 import torch
+from _util import eval_screen_from_args
 
-import perturbscore as ps
-from perturbscore._constants import EVAL_UNSEEN_GENES
 from perturbscore.nn import SequenceRecognizer
 from perturbscore.tl._metrics import recognition_r2
 from perturbscore.tl._reproduce import kfold_splits
@@ -53,12 +52,7 @@ def fit_score(feats: torch.Tensor, all_feats: torch.Tensor, y: np.ndarray, train
 def main() -> None:
     """Parse the arguments and print the ceiling table for one simulated screen."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sim-genes", type=int, default=2000)
-    parser.add_argument("--sim-seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    sim = ps.datasets.simulate_screen(n_genes=args.sim_genes, seed=args.sim_seed, n_unseen_genes=EVAL_UNSEEN_GENES)
-    screen = ps.io.read_screen(sim.adata, features=sim.features)
+    args, sim, screen = eval_screen_from_args(parser)
     kos = list(screen.knockouts)
     at = {g: i for i, g in enumerate(kos)}
     feats = torch.from_numpy(screen.feature_block(kos))

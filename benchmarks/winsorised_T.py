@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _util import eval_screen_from_args
 
 import perturbscore as ps
-from perturbscore._constants import EVAL_UNSEEN_GENES
 from perturbscore.tl._metrics import recognition_r2
 
 warnings.filterwarnings("ignore")
@@ -39,12 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="a reproduce output directory (eval.json, runs/)")
     parser.add_argument("--model", default="perturbscore", help="results key / run-name prefix")
-    parser.add_argument("--sim-genes", type=int, default=2000)
-    parser.add_argument("--sim-seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    sim = ps.datasets.simulate_screen(n_genes=args.sim_genes, seed=args.sim_seed, n_unseen_genes=EVAL_UNSEEN_GENES)
-    screen = ps.io.read_screen(sim.adata, features=sim.features)
+    args, sim, screen = eval_screen_from_args(parser)
     seeds = json.loads((args.out / "eval.json").read_text())["seeds"]
     print("| run | " + " | ".join("no clip" if c == 0 else f"clip {c:g}x" for c in CLIPS) + " |")
     print("|---" * (len(CLIPS) + 1) + "|")
