@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from perturbscore.nn import ModelConfig, PerturbationStatistic, SequenceRecognizer
+from perturbscore.nn._recognition import winsorise
 
 
 def _linear_genes(n: int, *, seed: int, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -133,3 +134,40 @@ def test_ridge_penalty_minimises_the_leave_one_out_error(noise: float) -> None:
         loo = (yc - hat_mat @ yc) / (1 - hat)[:, None]
         errors[a * 16] = float((loo.pow(2) / yc.pow(2).mean(0)).mean())
     assert float(rec.alpha) == pytest.approx(min(errors, key=errors.get))
+
+
+def test_winsorise_pulls_only_the_far_rows_in_to_the_cap() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(40, 6, generator=g)
+    y[3, :4] += 30.0  # one gene far out in the first 4 (G's) columns
+    out = winsorise(y, 2.0, dims=4)
+    centre = y[:, :4].median(0).values
+    dist = (y[:, :4] - centre).norm(dim=1)
+    cap = 2.0 * dist.median()
+    new = (out[:, :4] - centre).norm(dim=1)
+    far = dist > cap
+    assert bool(far[3])
+    assert int(far.sum()) < 5
+    torch.testing.assert_close(out[~far], y[~far])  # rows within the cap are untouched
+    torch.testing.assert_close(new[far], cap.expand(int(far.sum())))  # far rows sit at the cap
+    direction = lambda v: (v - centre) / (v - centre).norm(dim=-1, keepdim=True)  # noqa: E731
+    torch.testing.assert_close(direction(out[3, :4]), direction(y[3, :4]))
+    torch.testing.assert_close(out[:, 4:], y[:, 4:])  # columns beyond dims never move
+
+
+def test_clipped_fit_is_not_steered_by_one_extreme_gene() -> None:
+    """One gene's target far out (50 against a median norm of ~8) tilts the unclipped fit for every gene;
+    clipping it at 3x the median distance removes most of that."""
+    feats, y, _ = _linear_genes(60, seed=3, noise=0.3)
+    y_out = y.clone()
+    y_out[0] += 50.0
+    test_f, test_y, _ = _linear_genes(40, seed=4, noise=0.3)
+
+    def test_error(target: torch.Tensor, clip: float) -> float:
+        rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+        rec.fit_predict(feats, target, clip=clip)
+        return float(((rec(test_f).detach() - test_y) ** 2).mean())
+
+    clean, steered, clipped = test_error(y, 0.0), test_error(y_out, 0.0), test_error(y_out, 3.0)
+    assert steered > 20 * clean
+    assert clipped < steered / 5

@@ -138,3 +138,10 @@ def test_kept_checkpoint_minimises_the_selection_score(trained) -> None:  # noqa
     assert model.extra["best_val_pred_loss"] == pytest.approx(best["val_pred_loss"])
     last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
     assert last == int(m["step"].iloc[-1])  # the latest validation, whichever was best
+
+
+def test_target_clip_is_off_by_default_and_validated() -> None:
+    assert TrainConfig().rec_target_clip == 0.0
+    assert TrainConfig.from_dict(TrainConfig(rec_target_clip=4.0).to_dict()).rec_target_clip == 4.0
+    with pytest.raises(ValueError, match="rec_target_clip"):
+        TrainConfig(rec_target_clip=-1.0)

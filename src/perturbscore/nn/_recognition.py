@@ -215,7 +215,13 @@ class SequenceRecognizer(nn.Module):
         return ((x - self.feat_mean) / self.feat_sd) @ self.coef + self.intercept
 
     def fit_predict(
-        self, features: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        target: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        *,
+        clip: float = 0.0,
+        clip_dims: int | None = None,
     ) -> torch.Tensor:
         """Ridge head, training: fit on ``(P, W, D)`` features and ``(P, m2)`` targets; leave-one-out predictions.
 
@@ -224,11 +230,16 @@ class SequenceRecognizer(nn.Module):
         The fit is folded into the stored read-out (moving average); the returned ``(P, m2)`` predictions
         are each gene's prediction from a fit without that gene, differentiable in the pooling weights,
         so every loss that reads ``T(g)`` of a training gene sees what ``T`` does for an unseen gene.
-        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to.
+        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. ``clip > 0``
+        winsorises the targets first (:func:`winsorise`, on their first ``clip_dims`` entries): a gene further
+        than ``clip`` times the median distance from the median target is pulled in to that distance, so one
+        or two extreme genes cannot steer the least-squares fit.
         """
         if self.head != "ridge":
             raise RuntimeError("fit_predict is for the ridge head; the MLP head is trained by gradient")
         y = target.detach()
+        if clip > 0 and y.shape[0] >= 3:
+            y = winsorise(y, clip, dims=clip_dims)
         n = y.shape[0]
         x = self.pool(features)
         x = x if rows is None else x[rows]  # (P, D)
@@ -271,6 +282,24 @@ class SequenceRecognizer(nn.Module):
             self.rank.fill_(rank)
             self.n_fits += 1
         return loo
+
+
+def winsorise(y: torch.Tensor, clip: float, *, dims: int | None = None) -> torch.Tensor:
+    """Pull rows of ``y`` ``(P, m)`` further than ``clip`` x the median distance from the median in to that distance.
+
+    Distances are Euclidean over the first ``dims`` columns (all when ``None``), from their coordinate-wise
+    median; only those columns move, each row along its own direction from the median. Rows within the
+    distance are unchanged.
+    """
+    dims = y.shape[1] if dims is None else dims
+    part = y[:, :dims]
+    centre = part.median(0).values
+    dist = torch.linalg.vector_norm(part - centre, dim=1, keepdim=True)
+    cap = clip * dist.median()
+    scale = torch.where(dist > cap, cap / dist.clamp_min(1e-12), torch.ones_like(dist))
+    out = y.clone()
+    out[:, :dims] = centre + (part - centre) * scale
+    return out
 
 
 def candidate_ranks(dim: int) -> list[int]:

@@ -124,13 +124,14 @@ class PerturbationStatistic(nn.Module):
         return self.recognizer(features, rows)
 
     def recognize_fit(
-        self, features: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None
+        self, features: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None, *, clip: float = 0.0
     ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
         Gradient-trained heads just predict (``target`` is then used by the recognition loss only).
-        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to.
+        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. ``clip``
+        winsorises the targets' ``G`` part for a closed-form head (:meth:`SequenceRecognizer.fit_predict`).
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
-            return self.recognizer.fit_predict(features, target, rows)
+            return self.recognizer.fit_predict(features, target, rows, clip=clip, clip_dims=self.config.n_stat)
         return self.recognize(features, rows)

@@ -57,6 +57,7 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default+bounded_stat": ("default", {"stat_activation": "tanh"}),  # each entry in (-1, 1), not radial
     "default-radial_stat": ("default", {"stat_activation": "identity"}),  # G's output left linear (the seed)
     "default_radius_1.0": ("default", {"stat_radius": 1.0}),  # compression from shorter lengths on
+    "default+rec_target_clip_4": ("default", {"rec_target_clip": 4.0}),  # T's targets winsorised at 4x
     "perturbscore": ("default", {}),
 }
 

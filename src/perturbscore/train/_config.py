@@ -100,6 +100,12 @@ class TrainConfig:
         directions the read-out keeps (principal-component ridge). Needs at least
         :data:`~perturbscore.nn._recognition.BASIS_MIN_GENES_PER_DIM` genes per feature dimension; with fewer
         the read-out stays plain ridge. Ridge ``T`` only.
+    rec_target_clip
+        Winsorise the ridge ``T``'s training targets: a knockout whose statistic lies further than this many
+        times the median distance from the median is pulled in to that distance before each fit (0, the
+        default: off). Tried in session 8 against one or two knockouts with extreme effects steering the fit
+        for every other gene; at 4 it lowered the default screen's recognition R² below 0.5
+        (``docs/ablation.md``, session 8). Ridge ``T`` only.
     """
 
     preset: str = "default"
@@ -147,6 +153,7 @@ class TrainConfig:
     stability_grad: Literal["mixer", "all"] = "mixer"
     select_stability_weight: float = 0.1
     feature_basis: bool = True
+    rec_target_clip: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -168,6 +175,7 @@ class TrainConfig:
             (self.num_nodes >= 1, "num_nodes must be >= 1"),
             (self.stability_weight >= 0, "stability_weight must be >= 0"),
             (self.select_stability_weight >= 0, "select_stability_weight must be >= 0"),
+            (self.rec_target_clip >= 0, "rec_target_clip must be >= 0 (0: off)"),
             (
                 self.stability_grad in ("mixer", "all"),
                 f"stability_grad must be 'mixer' or 'all', not {self.stability_grad!r}",

@@ -63,7 +63,10 @@ class StatisticModule(L.LightningModule):
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
-            rec = net.recognize_fit(feats, target, has) if self.training else net.recognize(feats, has)  # (P', m2)
+            if self.training:
+                rec = net.recognize_fit(feats, target, has, clip=cfg.rec_target_clip)  # (P', m2)
+            else:
+                rec = net.recognize(feats, has)
         used = stat
         if rec is not None and net.fuses_prior:
             used = stat.clone()
