@@ -32,3 +32,16 @@ def eval_screen_from_args(parser: argparse.ArgumentParser) -> tuple[argparse.Nam
     torch.set_num_threads(1)
     sim = ps.datasets.simulate_screen(n_genes=args.sim_genes, seed=args.sim_seed, n_unseen_genes=EVAL_UNSEEN_GENES)
     return args, sim, ps.io.read_screen(sim.adata, features=sim.features)
+
+
+def reference_stats(model: Any, screen: Any, genes: list[str]) -> Any:
+    """Each gene's statistic from up to 1,000 of its cells (``rec_r2``'s reference): ``(P, stat_dim)`` array."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out = []
+    for g in genes:
+        ix = screen.cell_index[screen.index_of(g)]
+        ix = rng.choice(ix, size=1000, replace=False) if len(ix) > 1000 else ix
+        out.append(model.statistic(screen.rows.take(np.sort(ix))))
+    return np.stack(out)

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args
+from _util import eval_screen_from_args, reference_stats
 
 import perturbscore as ps
 from perturbscore.nn import SequenceRecognizer
@@ -43,13 +43,7 @@ def main() -> None:
     truth = sim.truth.loc[kos]
     mix = truth[list(screen.states)].to_numpy(dtype=float)
     z = truth[[c for c in truth.columns if c.startswith("effect_")]].to_numpy(dtype=float)
-    rng = np.random.default_rng(0)
-    stats = []
-    for g in kos:
-        ix = screen.cell_index[screen.index_of(g)]
-        ix = rng.choice(ix, size=1000, replace=False) if len(ix) > 1000 else ix
-        stats.append(model.statistic(screen.rows.take(np.sort(ix))))
-    s = np.stack(stats)[:, : model.model_config.n_stat].astype(float)
+    s = reference_stats(model, screen, kos)[:, : model.model_config.n_stat].astype(float)
     centred = s - s.mean(0)
     _, sv, vt = np.linalg.svd(centred, full_matrices=False)
     scores = centred @ vt.T

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args
+from _util import eval_screen_from_args, reference_stats
 
 import perturbscore as ps
 from perturbscore.nn import SequenceRecognizer
@@ -45,17 +45,6 @@ def refit(model: ps.tl.PerturbScoreModel, x: torch.Tensor, y: torch.Tensor, clip
     with torch.no_grad():
         loo = rec.fit_predict(x, y, clip=clip, clip_dims=model.model_config.n_stat)
     return rec, loo
-
-
-def reference_stats(model: ps.tl.PerturbScoreModel, screen: ps.data.Screen, genes: list[str]) -> np.ndarray:
-    """Each gene's statistic from up to 1,000 of its cells (``rec_r2``'s reference), ``(P, stat_dim)``."""
-    rng = np.random.default_rng(0)
-    out = []
-    for g in genes:
-        ix = screen.cell_index[screen.index_of(g)]
-        ix = rng.choice(ix, size=1000, replace=False) if len(ix) > 1000 else ix
-        out.append(model.statistic(screen.rows.take(np.sort(ix))))
-    return np.stack(out)
 
 
 def main() -> None:
