@@ -69,7 +69,7 @@ def train(
     stat_activation: str | None = typer.Option(
         None,
         "--stat-activation",
-        help="What G's output passes through: radial (default preset: direction kept, length r -> asinh r), "
+        help="What G's output passes through: radial (default preset: direction kept, length r -> 4 asinh(r/4)), "
         "identity (seed presets) or tanh.",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),

@@ -62,12 +62,12 @@ class ModelConfig:
         the MLP.
     stat_activation
         What ``G``'s output passes through. ``"radial"`` (default since session 8) keeps its direction and
-        compresses its length ``r`` to ``asinh(r)``: a knockout with an extreme effect stays the furthest
-        out, but not 10x further than the rest, where it would steer ``T``'s regression (docs/method.md,
+        compresses its length ``r`` to ``rho asinh(r / rho)`` (``rho``: :attr:`stat_radius`): a knockout with
+        an extreme effect stays the furthest out, but not 10x further than the rest, where it would steer ``T``'s regression (docs/method.md,
         item 15). ``"identity"`` (the seed) leaves it linear; ``"tanh"`` bounds each entry to (-1, 1).
     stat_radius
         ``rho`` of the radial activation, ``u rho asinh(|u| / rho) / |u|``: lengths well below it pass nearly
-        unchanged, longer ones grow like their logarithm.
+        unchanged, longer ones grow like their logarithm (default 4; docs/ablation.md, session 8, compares 1).
     """
 
     n_genes: int
