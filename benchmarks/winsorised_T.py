@@ -13,7 +13,8 @@ median clipped at ``c`` times the median distance, over several ``c``. It prints
 - ``val``: the validation R², the ``rec_r2`` of ``reproduce``.
 
 Run from the repository root, for example:
-``.venv/bin/python benchmarks/winsorised_T.py RUNS_OUT --model default+radius_4 --sim-genes 15077 --sim-seed 1``
+``.venv/bin/python benchmarks/winsorised_T.py RUNS_OUT --sim-genes 15077 --sim-seed 1`` on the output of
+``perturbscore reproduce --models perturbscore --sim-genes 15077 --sim-seed 1 ...``.
 """
 
 from __future__ import annotations
