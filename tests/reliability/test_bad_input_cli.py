@@ -399,6 +399,14 @@ def test_bad_option_values(name: str, ws: Workspace, capsys: pytest.CaptureFixtu
     assert needle in text
 
 
+def test_bad_option_fails_before_the_screen_is_read(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """Options are checked first: a typo must not wait for a large screen to load (here: none exists)."""
+    rc, text = run_cli(train_args(ws, "--stat-activation", "relu", screen=ws.root / "missing.h5ad"), capsys)
+    assert rc == 2
+    assert "stat_activation" in text
+    assert "does not exist" not in text
+
+
 def test_debug_shows_traceback(ws: Workspace) -> None:
     """With --debug the error propagates (full traceback) instead of the one-line message."""
     with pytest.raises(InputError, match="control label 'NT' not found"):

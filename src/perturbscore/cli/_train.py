@@ -86,20 +86,22 @@ def train(
 ) -> None:
     """Train the statistic s(P) = G(mean f(x)), its distance head H and recognizer T on SCREEN."""
     from ..tl import fit
+    from ..train import check_options
 
-    data = load_screen(
-        screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
-        layer=layer, backed=backed, min_cells=min_cells, small=small, allow_missing_features=allow_missing_features,
-    )  # fmt: skip
     dev = None if devices is None else (int(devices) if devices.isdigit() else devices)
-    fit(
-        data, preset_name=preset, out=out, overwrite=overwrite, resume=resume, progress=progress,
+    options = dict(
         max_steps=max_steps, k_min=k_min, k_max=k_max, lr=lr, rec_weight=rec_weight, loss=loss, n_train=n_train,
         n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
         prefetch=prefetch, stability_weight=stability_weight, mix_channel=mix_channel,
         select_stability_weight=select_stability_weight, stat_activation=stat_activation,
     )  # fmt: skip
+    check_options(preset, **options)  # a bad option fails now, not after reading a large screen
+    data = load_screen(
+        screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
+        layer=layer, backed=backed, min_cells=min_cells, small=small, allow_missing_features=allow_missing_features,
+    )  # fmt: skip
+    fit(data, preset_name=preset, out=out, overwrite=overwrite, resume=resume, progress=progress, **options)
     from ..train._dist import is_main_process
 
     if is_main_process():

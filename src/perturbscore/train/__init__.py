@@ -1,6 +1,6 @@
 """Training: configs, presets, the Lightning plan and the loop (no AnnData here)."""
 
-from ._config import PRESETS, TrainConfig, preset
+from ._config import PRESETS, TrainConfig, check_options, preset
 from ._data import Split, split_perturbations
 from ._loop import TrainResult, build_net, model_config_for, train_statistic
 from ._module import StatisticModule
@@ -12,6 +12,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_net",
+    "check_options",
     "model_config_for",
     "preset",
     "split_perturbations",

@@ -199,6 +199,17 @@ class TrainConfig:
         return cls(**data)
 
 
+def check_options(name: str, **overrides: Any) -> None:
+    """Raise :class:`~perturbscore._errors.InputError` for a bad preset or option before any data is read.
+
+    Builds the preset's :class:`TrainConfig` and a :class:`~perturbscore.nn.ModelConfig` for a stand-in screen
+    size (their option checks do not depend on it), so a typo in an option fails in a second, not after
+    reading a genome-wide screen.
+    """
+    _, model = preset(name, **overrides)
+    ModelConfig(n_genes=1, n_states=2, **model)
+
+
 def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
     """Return the :class:`TrainConfig` and model-config overrides of a named preset.
 
