@@ -45,3 +45,42 @@ def reference_stats(model: Any, screen: Any, genes: list[str]) -> Any:
         ix = rng.choice(ix, size=1000, replace=False) if len(ix) > 1000 else ix
         out.append(model.statistic(screen.rows.take(np.sort(ix))))
     return np.stack(out)
+
+
+def oracle_targets(sim: Any, screen: Any, genes: list[str]) -> dict[str, Any]:
+    """The simulator's true quantities per gene, ``(P, ·)`` arrays: effects ``z``, log-ratio mix (clr), mix."""
+    import numpy as np
+
+    truth = sim.truth.loc[genes]
+    mix = truth[list(screen.states)].to_numpy(dtype=float)
+    log_mix = np.log(mix)
+    return {
+        "true effects z": truth[[c for c in truth.columns if c.startswith("effect_")]].to_numpy(dtype=float),
+        "log-ratio mix (clr)": log_mix - log_mix.mean(1, keepdims=True),
+        "true mix": mix,
+    }
+
+
+def ridge_t_factory(all_features: Any) -> Any:
+    """A function ``n_outputs -> SequenceRecognizer``: fresh shipped ridge ``T``s sharing one all-gene basis.
+
+    The basis depends only on the features, so it is fitted once here (``fit_basis``) and copied into each
+    new read-out, instead of being refitted for every target and split.
+    """
+    import torch
+
+    from perturbscore.nn import SequenceRecognizer
+    from perturbscore.nn._recognition import _BASIS_BUFFERS
+
+    dim = all_features.shape[-1]
+    fitted = SequenceRecognizer(dim, 1, pooling="gaussian", head="ridge")
+    fitted.fit_basis(all_features)
+
+    def make(n_outputs: int) -> SequenceRecognizer:
+        rec = SequenceRecognizer(dim, n_outputs, pooling="gaussian", head="ridge")
+        with torch.no_grad():
+            for name in _BASIS_BUFFERS:
+                getattr(rec, name).copy_(getattr(fitted, name))
+        return rec
+
+    return make

@@ -25,12 +25,12 @@ import argparse
 import json
 import logging
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args
+from _util import eval_screen_from_args, oracle_targets, ridge_t_factory
 
-from perturbscore.nn import SequenceRecognizer
 from perturbscore.tl._metrics import recognition_r2
 from perturbscore.tl._reproduce import kfold_splits
 from perturbscore.train import split_perturbations
@@ -39,10 +39,9 @@ warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
 
 
-def fit_score(feats: torch.Tensor, all_feats: torch.Tensor, y: np.ndarray, train: list[int], val: list[int]) -> float:
-    """R² on ``val`` of the shipped ridge ``T`` (all-gene basis) fitted to ``y`` on ``train``."""
-    rec = SequenceRecognizer(feats.shape[-1], y.shape[1], pooling="gaussian", head="ridge")
-    rec.fit_basis(all_feats)
+def fit_score(new_t: Callable, feats: torch.Tensor, y: np.ndarray, train: list[int], val: list[int]) -> float:
+    """R² on ``val`` of a fresh shipped ridge ``T`` (``new_t``, all-gene basis) fitted to ``y`` on ``train``."""
+    rec = new_t(y.shape[1])
     with torch.no_grad():
         rec.fit_predict(feats[train], torch.tensor(y[train], dtype=torch.float32))
         pred = rec(feats[val]).numpy()
@@ -56,15 +55,8 @@ def main() -> None:
     kos = list(screen.knockouts)
     at = {g: i for i, g in enumerate(kos)}
     feats = torch.from_numpy(screen.feature_block(kos))
-    all_feats = torch.from_numpy(screen.features.values)
-    truth = sim.truth.loc[kos]
-    mix = truth[list(screen.states)].to_numpy(dtype=float)
-    log_mix = np.log(mix)
-    targets = {
-        "true effects z": truth[[c for c in truth.columns if c.startswith("effect_")]].to_numpy(dtype=float),
-        "log-ratio mix (clr)": log_mix - log_mix.mean(1, keepdims=True),
-        "true mix": mix,
-    }
+    new_t = ridge_t_factory(torch.from_numpy(screen.features.values))
+    targets = oracle_targets(sim, screen, kos)
 
     def ids(split_names: list[str]) -> list[int]:
         return [at[g] for g in split_names if g in at]
@@ -75,10 +67,10 @@ def main() -> None:
     random_splits = [rng.permutation(len(kos)) for _ in range(30)]
     rows = {}
     for name, y in targets.items():
-        fold_r2 = [fit_score(feats, all_feats, y, ids(s.train), ids(s.val)) for s in folds]
-        rand_r2 = [fit_score(feats, all_feats, y, list(p[:50]), list(p[50:60])) for p in random_splits]
+        fold_r2 = [fit_score(new_t, feats, y, ids(s.train), ids(s.val)) for s in folds]
+        rand_r2 = [fit_score(new_t, feats, y, list(p[:50]), list(p[50:60])) for p in random_splits]
         rows[name] = {
-            "split_50_10": fit_score(feats, all_feats, y, ids(seed_split.train), ids(seed_split.val)),
+            "split_50_10": fit_score(new_t, feats, y, ids(seed_split.train), ids(seed_split.val)),
             "five_fold": fold_r2,
             "random_50_10": rand_r2,
         }

@@ -23,10 +23,9 @@ import warnings
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args, reference_stats
+from _util import eval_screen_from_args, oracle_targets, reference_stats, ridge_t_factory
 
 import perturbscore as ps
-from perturbscore.nn import SequenceRecognizer
 from perturbscore.tl._metrics import recognition_r2
 
 warnings.filterwarnings("ignore")
@@ -40,9 +39,8 @@ def main() -> None:
     args, sim, screen = eval_screen_from_args(parser)
     model = ps.tl.PerturbScoreModel.load(args.model)
     kos = list(screen.knockouts)
-    truth = sim.truth.loc[kos]
-    mix = truth[list(screen.states)].to_numpy(dtype=float)
-    z = truth[[c for c in truth.columns if c.startswith("effect_")]].to_numpy(dtype=float)
+    oracles = oracle_targets(sim, screen, kos)
+    mix, z = oracles["true mix"], oracles["true effects z"]
     s = reference_stats(model, screen, kos)[:, : model.model_config.n_stat].astype(float)
     centred = s - s.mean(0)
     _, sv, vt = np.linalg.svd(centred, full_matrices=False)
@@ -60,20 +58,11 @@ def main() -> None:
         role = "train" if kos[i] in split["train"] else "val" if kos[i] in split["val"] else "test"
         print(f"  {kos[i]} ({role}): {dist[i] / med:.1f}x the median distance, |z| {np.linalg.norm(z[i]):.2f}")
     feats = torch.from_numpy(screen.feature_block(kos))
-    all_feats = torch.from_numpy(screen.features.values)
-    log_mix = np.log(mix)
-    targets = {
-        "G's part of the statistic": s,
-        "its first direction": scores[:, :1],
-        "true effects z": z,
-        "log-ratio mix (clr)": log_mix - log_mix.mean(1, keepdims=True),
-        "true mix": mix,
-    }
+    new_t = ridge_t_factory(torch.from_numpy(screen.features.values))
+    targets = {"G's part of the statistic": s, "its first direction": scores[:, :1]} | oracles
     for name, y in targets.items():
-        rec = SequenceRecognizer(feats.shape[-1], y.shape[1], pooling="gaussian", head="ridge")
-        rec.fit_basis(all_feats)
         with torch.no_grad():
-            loo = rec.fit_predict(feats, torch.tensor(y, dtype=torch.float32)).numpy()
+            loo = new_t(y.shape[1]).fit_predict(feats, torch.tensor(y, dtype=torch.float32)).numpy()
         print(f"leave-one-out R² over all {len(kos)} knockouts, {name}: {recognition_r2(loo, y):.3f}")
 
 
