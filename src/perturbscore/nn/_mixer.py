@@ -38,7 +38,7 @@ class ProgramMixer(nn.Module):
         d_model: int = 32,
         n_heads: int = 4,
         activation: str = "identity",
-        radius: float = 1.0,
+        radius: float = 4.0,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
