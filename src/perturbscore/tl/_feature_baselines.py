@@ -95,7 +95,7 @@ class RidgeFeatureBaseline(_FeatureBaseline):
         return float(self.model_.alpha_)
 
 
-class PCRFeatureBaseline(_FeatureBaseline):
+class PCRFeatureBaseline(RidgeFeatureBaseline):
     """Principal-component ridge from mean-pooled features to ``q(P)``, the basis from every gene's features.
 
     The comparator for ``T``'s all-gene feature basis (``TrainConfig.feature_basis``), given the same
@@ -107,9 +107,6 @@ class PCRFeatureBaseline(_FeatureBaseline):
     """
 
     name = "pcr"
-
-    def __init__(self, *, alphas: np.ndarray | None = None) -> None:
-        self.alphas = np.logspace(-3, 4, 15) if alphas is None else np.asarray(alphas, float)
 
     def _fit_features(self, x: np.ndarray, all_features: _Opt, rng: np.random.Generator) -> None:
         from sklearn.linear_model import RidgeCV
