@@ -57,7 +57,7 @@ def test_all_gene_basis_beats_plain_ridge_on_few_labelled_genes() -> None:
     pcr = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
     pcr.fit_basis(torch.cat([unlabelled, train_f, test_f]))  # features of every gene, no labels
     loo = pcr.fit_predict(train_f, train_y)
-    assert int(pcr.rank) < 64  # leave-one-out kept the leading directions only
+    assert (pcr.rank < 64).all()  # leave-one-out kept the leading directions only
     r2_plain, r2_pcr = _r2(plain(test_f).detach(), test_y), _r2(pcr(test_f).detach(), test_y)
     assert 1 - r2_pcr < 0.6 * (1 - r2_plain), (r2_plain, r2_pcr)  # the unexplained share falls by > 40 %
     assert _r2(loo.detach(), train_y) > 0.5  # the leave-one-out predictions see the same gain
@@ -69,7 +69,7 @@ def test_without_a_basis_the_fit_is_plain_ridge() -> None:
     b = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
     assert not b.fit_basis(feats)  # 40 genes: too few, stays the identity
     torch.testing.assert_close(a.fit_predict(feats, y), b.fit_predict(feats, y))
-    assert int(b.rank) == 64
+    assert (b.rank == 64).all()
 
 
 def test_models_saved_before_the_basis_load_as_plain_ridge() -> None:
@@ -117,11 +117,42 @@ def test_rank_and_penalty_are_chosen_again_every_few_fits() -> None:
     rec = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
     rec.fit_basis(unlabelled)
     rec.fit_predict(feats, y)
-    first = (int(rec.rank), float(rec.alpha))
-    assert first[0] < 64
+    first = (rec.rank.tolist(), rec.alpha.tolist())
+    assert max(first[0]) < 64
     noise = torch.randn(40, 2, generator=torch.Generator().manual_seed(14)) * 5.0  # unpredictable: heavy shrinkage
     for _ in range(RESELECT_EVERY - 1):
         rec.fit_predict(feats, noise)
-        assert (int(rec.rank), float(rec.alpha)) == first  # kept between searches
+        assert (rec.rank.tolist(), rec.alpha.tolist()) == first  # kept between searches
     rec.fit_predict(feats, noise)  # the RESELECT_EVERY-th fit searches again
-    assert float(rec.alpha) > first[1]
+    assert (rec.alpha > torch.tensor(first[1], dtype=rec.alpha.dtype)).all()
+
+
+def test_each_block_of_outputs_gets_its_own_rank_and_penalty() -> None:
+    unlabelled, _ = _structured_genes(3_000, seed=15)
+    feats, y = _structured_genes(40, seed=16)
+    noise = torch.randn(40, 3, generator=torch.Generator().manual_seed(17))  # no signal: wants heavy shrinkage
+    target = torch.cat([y, noise], 1)  # (40, 2 + 3)
+    alone = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
+    both = SequenceRecognizer(64, 5, pooling="mean", head="ridge")
+    joint = SequenceRecognizer(64, 5, pooling="mean", head="ridge")
+    for rec in (alone, both, joint):
+        rec.fit_basis(unlabelled)
+    loo_alone = alone.fit_predict(feats, y)
+    loo_both = both.fit_predict(feats, target, blocks=(2, 3))
+    joint.fit_predict(feats, target)
+    torch.testing.assert_close(loo_both[:, :2], loo_alone)  # the signal block is fitted as if on its own
+    torch.testing.assert_close(both.coef[:, :2], alone.coef)
+    assert both.alpha[2:].min() > both.alpha[:2].max()  # the noise block is shrunk harder
+    assert len(set(joint.alpha.tolist())) == 1  # without blocks: one choice for every output
+    with pytest.raises(ValueError, match="summing to the 5 outputs"):
+        both.fit_predict(feats, target, blocks=(2, 2))
+
+
+def test_models_saved_with_one_penalty_for_all_outputs_load() -> None:
+    rec = SequenceRecognizer(16, 3, pooling="gaussian", head="ridge")
+    old = rec.state_dict()
+    old["alpha"], old["rank"] = torch.tensor(2.5), torch.tensor(7)  # the format before per-output choices
+    fresh = SequenceRecognizer(16, 3, pooling="gaussian", head="ridge")
+    fresh.load_state_dict(old, strict=True)
+    assert fresh.alpha.tolist() == [2.5] * 3
+    assert fresh.rank.tolist() == [7] * 3

@@ -29,7 +29,7 @@ def test_ridge_head_learns_a_linear_map(pooling: str) -> None:
     r2 = 1 - ((pred - test_y) ** 2).sum() / ((test_y - test_y.mean(0)) ** 2).sum()
     assert r2 > 0.9
     assert int(rec.n_fits) == 1
-    assert float(rec.alpha) > 0
+    assert float(rec.alpha[0]) > 0
 
 
 def test_ridge_leave_one_out_is_honest_on_noise() -> None:
@@ -111,7 +111,9 @@ def test_ridge_leave_one_out_predictions_are_refits_without_the_gene() -> None:
         rest = torch.arange(25) != i
         xr, yr = xs[rest], y.double()[rest]
         xc, ym = xr - xr.mean(0), yr.mean(0)
-        coef = torch.linalg.solve(xc.T @ xc + float(rec.alpha) * torch.eye(12, dtype=torch.float64), xc.T @ (yr - ym))
+        coef = torch.linalg.solve(
+            xc.T @ xc + float(rec.alpha[0]) * torch.eye(12, dtype=torch.float64), xc.T @ (yr - ym)
+        )
         torch.testing.assert_close(loo[i], (xs[i] - xr.mean(0)) @ coef + ym, rtol=1e-6, atol=1e-6)
 
 
@@ -133,7 +135,7 @@ def test_ridge_penalty_minimises_the_leave_one_out_error(noise: float) -> None:
         hat = torch.diagonal(hat_mat) + 1 / 40
         loo = (yc - hat_mat @ yc) / (1 - hat)[:, None]
         errors[a * 16] = float((loo.pow(2) / yc.pow(2).mean(0)).mean())
-    assert float(rec.alpha) == pytest.approx(min(errors, key=errors.get))
+    assert float(rec.alpha[0]) == pytest.approx(min(errors, key=errors.get))
 
 
 def test_winsorise_pulls_only_the_far_rows_in_to_the_cap() -> None:
@@ -171,3 +173,44 @@ def test_clipped_fit_is_not_steered_by_one_extreme_gene() -> None:
     clean, steered, clipped = test_error(y, 0.0), test_error(y_out, 0.0), test_error(y_out, 3.0)
     assert steered > 20 * clean
     assert clipped < steered / 5
+
+
+def test_weighted_ridge_leave_one_out_is_the_refit_without_the_gene() -> None:
+    from perturbscore.nn._recognition import _weighted_ridge
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(30, 12, generator=g, dtype=torch.float64)
+    y = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    w = torch.rand(30, generator=g, dtype=torch.float64) + 0.1
+    choices = torch.tensor([[8, 2.0], [8, 2.0], [12, 0.5]], dtype=torch.float64)  # two outputs share a solve
+    loo, coef, intercept = _weighted_ridge(x, y, choices, w)
+    assert bool((coef[8:, :2] == 0).all())  # rank 8: nothing beyond the leading 8 inputs
+    torch.testing.assert_close((w[:, None] * (y - x @ coef - intercept)).sum(0), torch.zeros(3, dtype=torch.float64))
+    for i in (0, 7, 29):
+        keep = torch.arange(30) != i
+        _, c_i, b_i = _weighted_ridge(x[keep], y[keep], choices, w[keep])
+        torch.testing.assert_close(loo[i], x[i] @ c_i + b_i)
+
+
+def test_robust_fit_discounts_an_unpredictable_gene_but_not_a_predictable_extreme_one() -> None:
+    feats, y, coef = _linear_genes(40, seed=6, noise=0.1)
+    test_f, test_y, _ = _linear_genes(400, seed=7, noise=0.0)
+    pooled = feats[:, 0, :]
+    far = int(torch.argmax(torch.linalg.vector_norm(pooled, dim=1)))  # extreme features, its target on the map
+    feats[far] *= 3.0
+    y[far] = feats[far, 0] @ coef
+    corrupt = (far + 1) % 40
+    y[corrupt] += 40.0  # far off the map: no feature predicts it
+    plain = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    robust = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    plain.fit_predict(feats, y)
+    robust.fit_predict(feats, y, robust=2.0)
+    weights = robust.last_weights_
+    ordinary = torch.ones(40, dtype=torch.bool)
+    ordinary[[far, corrupt]] = False
+    assert float(weights[corrupt]) < 0.1
+    assert float(weights[far]) >= float(weights[ordinary].min())  # extreme, but predicted: not singled out
+    err_plain = float((plain(test_f) - test_y).abs().mean())
+    err_robust = float((robust(test_f) - test_y).abs().mean())
+    assert err_robust < 0.5 * err_plain, (err_plain, err_robust)
+    assert bool((plain.last_weights_ == 1).all())  # off by default

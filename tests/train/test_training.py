@@ -145,3 +145,14 @@ def test_target_clip_is_off_by_default_and_validated() -> None:
     assert TrainConfig.from_dict(TrainConfig(rec_target_clip=4.0).to_dict()).rec_target_clip == 4.0
     with pytest.raises(ValueError, match="rec_target_clip"):
         TrainConfig(rec_target_clip=-1.0)
+
+
+def test_t_is_robust_by_default_and_older_configs_load_as_trained() -> None:
+    assert TrainConfig().rec_robust == 1.0
+    saved = TrainConfig().to_dict()
+    assert TrainConfig.from_dict(saved).rec_robust == 1.0
+    del saved["rec_robust"]  # a run saved before the option existed was trained with plain least squares
+    assert TrainConfig.from_dict(saved).rec_robust == 0.0
+    for bad in ({"rec_robust": -1.0}, {"rec_refit_cells": -1}, {"rec_select": "each"}, {"rec_mix_target": "x"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            TrainConfig(**bad)

@@ -20,6 +20,9 @@ BASIS_MIN_GENES_PER_DIM = 2.0
 #: every rank (a leave-one-out pass per rank) at every fit made the default's forward 17.6 ms instead of 9.3
 #: (benchmarks/bench_step.py, 15,077 genes), and the choice moves slowly as the statistic trains.
 RESELECT_EVERY = 10
+#: Reweighting passes of the robust ridge fit (``fit_predict(robust=...)``): each sets Huber weights from the
+#: leave-one-out residuals of the fit before.
+ROBUST_PASSES = 2
 _BASIS_BUFFERS = ("basis", "basis_sd", "basis_genes", "rank")
 
 
@@ -93,19 +96,22 @@ class SequenceRecognizer(nn.Module):
             self.register_buffer("feat_sd", torch.ones(n_features))
             self.register_buffer("coef", torch.zeros(n_features, n_outputs))
             self.register_buffer("intercept", torch.zeros(n_outputs))
-            self.register_buffer("alpha", torch.zeros(()))
+            self.register_buffer("alpha", torch.zeros(n_outputs, dtype=torch.float64))  # penalty last used, per output
             self.register_buffer("n_fits", torch.zeros((), dtype=torch.int64))
             # the all-gene feature basis (identity until fit_basis): columns are directions, leading first
             self.register_buffer("basis", torch.eye(n_features))
             self.register_buffer("basis_sd", torch.ones(n_features))
             self.register_buffer("basis_genes", torch.zeros((), dtype=torch.int64))  # genes it was fitted on
-            self.register_buffer("rank", torch.tensor(n_features, dtype=torch.int64))  # components last kept
+            self.register_buffer("rank", torch.full((n_outputs,), n_features, dtype=torch.int64))  # kept, per output
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        """Models saved before the all-gene basis existed load with the identity basis (plain ridge)."""
+        """Older models load: without the all-gene basis, with the identity (plain ridge); one penalty, per output."""
         if self.head == "ridge" and prefix + "coef" in state_dict:
             for name in _BASIS_BUFFERS:
                 state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
+            for name in ("alpha", "rank"):  # saved before the choice was per output: one value for all of them
+                if state_dict[prefix + name].dim() == 0:
+                    state_dict[prefix + name] = state_dict[prefix + name].expand_as(getattr(self, name)).clone()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
@@ -222,25 +228,36 @@ class SequenceRecognizer(nn.Module):
         *,
         clip: float = 0.0,
         clip_dims: int | None = None,
+        blocks: tuple[int, ...] | None = None,
+        robust: float = 0.0,
     ) -> torch.Tensor:
         """Ridge head, training: fit on ``(P, W, D)`` features and ``(P, m2)`` targets; leave-one-out predictions.
 
         The penalty (and, with a basis, the rank) minimises the leave-one-out error (each output dimension scaled
-        by its variance); with a basis they are chosen again every :data:`RESELECT_EVERY` fits.
+        by its variance); with a basis they are chosen again every :data:`RESELECT_EVERY` fits. ``blocks``
+        (column counts, summing to ``m2``) makes that choice once per block of outputs, e.g. ``G``'s part and
+        the mix channel, each with its own rank and penalty; ``None``: one choice for all outputs.
         The fit is folded into the stored read-out (moving average); the returned ``(P, m2)`` predictions
         are each gene's prediction from a fit without that gene, differentiable in the pooling weights,
         so every loss that reads ``T(g)`` of a training gene sees what ``T`` does for an unseen gene.
         ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. ``clip > 0``
         winsorises the targets first (:func:`winsorise`, on their first ``clip_dims`` entries): a gene further
         than ``clip`` times the median distance from the median target is pulled in to that distance, so one
-        or two extreme genes cannot steer the least-squares fit.
+        or two extreme genes cannot steer the least-squares fit. ``robust > 0`` keeps the targets and weights
+        the genes instead (Huber weights, :data:`ROBUST_PASSES` passes): a gene whose leave-one-out residual
+        (on the first ``clip_dims`` entries, each in units of its spread) is more than ``robust`` times the
+        median residual gets weight ``robust * median / residual``. Extreme genes that the features predict
+        keep their full weight; only those they do not are discounted.
         """
         if self.head != "ridge":
             raise RuntimeError("fit_predict is for the ridge head; the MLP head is trained by gradient")
         y = target.detach()
         if clip > 0 and y.shape[0] >= 3:
             y = winsorise(y, clip, dims=clip_dims)
-        n = y.shape[0]
+        n, m = y.shape
+        blocks = (m,) if blocks is None else tuple(blocks)
+        if sum(blocks) != m or min(blocks) < 1:
+            raise ValueError(f"blocks {blocks} must be positive column counts summing to the {m} outputs")
         x = self.pool(features)
         x = x if rows is None else x[rows]  # (P, D)
         if n < 3:  # too few genes for a fit: keep the stored read-out
@@ -253,35 +270,109 @@ class SequenceRecognizer(nn.Module):
         d = xs.shape[1]
         xp = xs @ self.basis if self.has_basis else xs  # (P, D): coordinates in the all-gene basis
         ranks = candidate_ranks(d) if self.has_basis else [d]
-        if len(ranks) > 1 and int(self.n_fits) % RESELECT_EVERY:  # keep the last choice (it moves slowly)
-            rank, best = int(self.rank), float(self.alpha)
-        else:
-            with torch.no_grad():
-                scale = yc.double().pow(2).mean(0).clamp_min(1e-12)  # (m2,)
-                errs = torch.stack([_loo_errors(xp.detach()[:, :r].double(), yc.double(), scale) for r in ranks])
-                errs = errs.nan_to_num(nan=math.inf)  # (ranks, A): first of tied minima, fewest components,
-                pick = int(torch.argmin(errs))  # smallest penalty
-                rank = ranks[pick // errs.shape[1]]
-                best = float(RIDGE_ALPHAS[pick % errs.shape[1]] * rank)
-        xr = xp[:, :rank]
-        gram = xr @ xr.T  # (P, P), dual form: P training genes < D feature dimensions typically
-        eye = torch.eye(n, dtype=xs.dtype, device=xs.device)
-        inv = torch.linalg.inv(gram + best * eye)  # (P, P)
-        hat_mat = gram @ inv
-        fitted = hat_mat @ yc
-        hat = torch.diagonal(hat_mat) + 1.0 / n
-        loo = y - (yc - fitted) / (1.0 - hat).clamp_min(1e-6)[:, None]
+        reselect = len(ranks) == 1 or int(self.n_fits) % RESELECT_EVERY == 0  # else keep the last (moves slowly)
+        if reselect:
+            self._select(xp.detach(), yc, ranks, blocks)
+        weights = None
+        for _ in range(ROBUST_PASSES if robust > 0 else 0):  # reweighting passes: Huber weights from LOO residuals
+            loo, _, _ = _weighted_ridge(xp.detach(), y, self._choices(), weights)
+            dims = clip_dims or m
+            dist = torch.linalg.vector_norm((y - loo)[:, :dims] / y[:, :dims].std(0).clamp_min(1e-12), dim=1)
+            weights = (robust * dist.median() / dist.clamp_min(1e-12)).clamp(max=1.0)
+            if reselect:  # the penalty the weighted fit wants (a discounted outlier no longer asks for shrinkage)
+                self._select(xp.detach(), y, ranks, blocks, weights)
+        loo, coef, intercept = _weighted_ridge(xp, y, self._choices(), weights)
         with torch.no_grad():
-            coef = xr.detach().T @ (inv.detach() @ yc)  # (rank, m2) in the basis
-            if self.has_basis:
-                coef = self.basis[:, :rank] @ coef  # (D, m2) on the standardised features
+            if self.has_basis:  # (D, m2) on the standardised features (the kept directions only: zeros beyond)
+                kept = int(self.rank.max())
+                coef = self.basis[:, :kept] @ coef[:kept]
+            self.last_weights_ = torch.ones(n) if weights is None else weights.detach()
             rate = 1.0 if int(self.n_fits) == 0 else self.ema
-            for buf, new in ((self.feat_mean, mean), (self.feat_sd, sd), (self.coef, coef), (self.intercept, y_mean)):
+            for buf, new in (
+                (self.feat_mean, mean),
+                (self.feat_sd, sd),
+                (self.coef, coef),
+                (self.intercept, intercept),
+            ):
                 buf.lerp_(new.to(buf.dtype), rate)
-            self.alpha.fill_(best)
-            self.rank.fill_(rank)
             self.n_fits += 1
         return loo
+
+    def _choices(self) -> torch.Tensor:
+        """``(m2, 2)``: each output's rank and penalty."""
+        return torch.stack([self.rank.to(torch.float64), self.alpha.to(torch.float64)], 1)
+
+    @torch.no_grad()
+    def _select(
+        self,
+        xp: torch.Tensor,
+        y: torch.Tensor,
+        ranks: list[int],
+        blocks: tuple[int, ...],
+        weights: torch.Tensor | None = None,
+    ) -> None:
+        """Choose each block's rank and penalty by leave-one-out; ``y`` centred when unweighted (else raw)."""
+        x = xp.double()
+        y = y.double()
+        if weights is not None:  # weighted ridge: centre on weighted means, scale rows by sqrt(w)
+            w = weights.double()
+            root, share = w.sqrt()[:, None], w / w.sum()
+            x, y = (x - share @ x) * root, (y - share @ y) * root
+            scale = (y.pow(2).sum(0) / w.sum()).clamp_min(1e-12)
+        else:
+            w, scale = None, y.pow(2).mean(0).clamp_min(1e-12)  # (m2,)
+        errs = torch.stack([_loo_errors(x[:, :r], y, scale, w) for r in ranks])
+        errs = errs.nan_to_num(nan=math.inf)  # (ranks, A, m2)
+        first = 0
+        for width in blocks:  # first of tied minima: fewest components, smallest penalty
+            cols = slice(first, first + width)
+            pick = int(torch.argmin(errs[..., cols].mean(-1)))
+            rank = ranks[pick // errs.shape[1]]
+            self.rank[cols] = rank
+            self.alpha[cols] = float(RIDGE_ALPHAS[pick % errs.shape[1]] * rank)
+            first += width
+
+
+def _weighted_ridge(
+    xp: torch.Tensor, y: torch.Tensor, choices: torch.Tensor, weights: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Weighted ridge with an unpenalised intercept, one solve per distinct ``(rank, penalty)`` in ``choices``.
+
+    ``xp`` ``(P, D)`` inputs (columns in order of importance: a rank keeps the leading ones), ``y`` ``(P, m2)``,
+    ``choices`` ``(m2, 2)`` each output's rank and penalty, ``weights`` ``(P,)`` (``None``: all 1, and
+    ``xp`` already centred, as standardised inputs are). Minimises
+    ``sum_i w_i |y_i - b - x_i B|^2 + alpha |B|^2`` in the dual form (``P`` genes, fewer than ``D``). Returns
+    the exact leave-one-out predictions ``(P, m2)`` (differentiable in ``xp``), the coefficients ``(D, m2)``
+    (zero beyond each output's rank) and the intercept ``(m2,)``, both detached.
+    """
+    n, d = xp.shape
+    if weights is None:
+        root, share = torch.ones(n, 1, dtype=xp.dtype, device=xp.device), 1.0 / n
+        x_mean, y_mean = torch.zeros(d, dtype=xp.dtype, device=xp.device), y.mean(0)
+        xw, yw = xp, y - y_mean
+    else:
+        root = weights.sqrt()[:, None]
+        share = weights / weights.sum()
+        x_mean, y_mean = share @ xp, share @ y  # weighted means: the intercept's fit
+        xw, yw = (xp - x_mean) * root, (y - y_mean) * root
+    eye = torch.eye(n, dtype=xp.dtype, device=xp.device)
+    loo = torch.empty_like(y)
+    coef = torch.zeros(d, y.shape[1], dtype=xp.dtype, device=xp.device)
+    for rank_alpha in torch.unique(choices, dim=0):
+        cols = (choices == rank_alpha).all(1)
+        rank, alpha = int(rank_alpha[0]), float(rank_alpha[1])
+        xr = xw[:, :rank]
+        gram = xr @ xr.T  # (P, P)
+        inv = torch.linalg.inv(gram + alpha * eye)
+        hat_mat = gram @ inv
+        hat = torch.diagonal(hat_mat) + share  # leverage, the intercept's included
+        resid = (yw[:, cols] - hat_mat @ yw[:, cols]) / root  # on the targets' scale
+        loo[:, cols] = y[:, cols] - resid / (1.0 - hat).clamp_min(1e-6)[:, None]
+        with torch.no_grad():
+            coef[:rank, cols] = xr.detach().T @ (inv.detach() @ yw[:, cols])
+    with torch.no_grad():
+        intercept = y_mean - x_mean.detach() @ coef
+    return loo, coef, intercept
 
 
 def winsorise(y: torch.Tensor, clip: float, *, dims: int | None = None) -> torch.Tensor:
@@ -307,11 +398,16 @@ def candidate_ranks(dim: int) -> list[int]:
     return [r for r in BASIS_RANKS if r < dim] + [dim]
 
 
-def _loo_errors(x: torch.Tensor, yc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Leave-one-out error of ridge (with intercept) for every penalty in :data:`RIDGE_ALPHAS` ``x dim``: ``(A,)``.
+def _loo_errors(
+    x: torch.Tensor, yc: torch.Tensor, scale: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Leave-one-out error of ridge (with intercept), every penalty in :data:`RIDGE_ALPHAS` ``x dim``: ``(A, m2)``.
 
     ``x`` ``(P, r)`` centred inputs, ``yc`` ``(P, m2)`` centred targets, ``scale`` ``(m2,)`` each output's
-    variance (the error is averaged over outputs in those units). One eigendecomposition serves every penalty.
+    variance (the error of each output, averaged over genes, is in those units). One eigendecomposition
+    serves every penalty. With ``weights`` ``(P,)`` the fit is weighted ridge: ``x`` and ``yc`` are then
+    centred on their weighted means and multiplied by the weights' square roots, and the error is the
+    weighted mean.
     """
     n = x.shape[0]
     evals, evecs = torch.linalg.eigh(x @ x.T)
@@ -320,6 +416,9 @@ def _loo_errors(x: torch.Tensor, yc: torch.Tensor, scale: torch.Tensor) -> torch
     alphas = torch.tensor(RIDGE_ALPHAS, dtype=evals.dtype, device=evals.device) * x.shape[1]
     shrink = evals / (evals + alphas[:, None])  # (A, P)
     fitted = evecs @ (shrink[:, :, None] * uy)  # (A, P, m2)
-    hat = shrink @ evecs.pow(2).T + 1.0 / n  # (A, P) leverage incl. intercept
-    loo = (yc - fitted) / (1.0 - hat).clamp_min(1e-6)[:, :, None]
-    return (loo.pow(2) / scale).mean((1, 2))
+    share = 1.0 / n if weights is None else weights / weights.sum()
+    hat = shrink @ evecs.pow(2).T + share  # (A, P) leverage incl. intercept
+    loo = (yc - fitted) / (1.0 - hat).clamp_min(1e-6)[:, :, None]  # times sqrt(w) when weighted
+    if weights is None:
+        return (loo.pow(2) / scale).mean(1)
+    return (loo.pow(2) / scale).sum(1) / weights.sum()

@@ -124,14 +124,27 @@ class PerturbationStatistic(nn.Module):
         return self.recognizer(features, rows)
 
     def recognize_fit(
-        self, features: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None, *, clip: float = 0.0
+        self,
+        features: torch.Tensor,
+        target: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        *,
+        clip: float = 0.0,
+        per_part: bool = False,
+        robust: float = 0.0,
     ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
         Gradient-trained heads just predict (``target`` is then used by the recognition loss only).
         ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. ``clip``
-        winsorises the targets' ``G`` part for a closed-form head (:meth:`SequenceRecognizer.fit_predict`).
+        winsorises the targets' ``G`` part for a closed-form head (:meth:`SequenceRecognizer.fit_predict`);
+        ``per_part`` lets it choose its rank and penalty for ``G``'s part and the mix channel apart; ``robust``
+        down-weights knockouts that ``T`` predicts badly (Huber weights on ``G``'s part).
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
-            return self.recognizer.fit_predict(features, target, rows, clip=clip, clip_dims=self.config.n_stat)
+            m2, width = self.config.n_stat, target.shape[1]
+            blocks = (m2, width - m2) if per_part and width > m2 else None
+            return self.recognizer.fit_predict(
+                features, target, rows, clip=clip, clip_dims=m2, blocks=blocks, robust=robust
+            )
         return self.recognize(features, rows)

@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "seed_baseline": ("seed-baseline", {}),
     "full": ("seed-full", {}),
+    "default-rec_robust": ("default", {"rec_robust": 0.0}),  # T: plain least squares (= the session-8 default)
+    "default_rec_robust_1.5": ("default", {"rec_robust": 1.5}),  # Huber weights from 1.5x the median residual
+    "default+rec_select_per_part": ("default", {"rec_select": "per_part"}),  # T: rank/penalty per part
+    "default+rec_refit": ("default", {"rec_refit_cells": 1000}),  # T refitted once on the final statistic
     "perturbscore": ("default", {}),
 }
 
@@ -58,6 +62,11 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default-radial_stat": ("default", {"stat_activation": "identity"}),  # G's output left linear (the seed)
     "default_radius_1.0": ("default", {"stat_radius": 1.0}),  # compression from shorter lengths on
     "default+rec_target_clip_4": ("default", {"rec_target_clip": 4.0}),  # T's targets winsorised at 4x
+    "default+rec_mix_labels": ("default", {"rec_mix_target": "labels"}),  # T learns the exact mix, not a sample's
+    "default-rec_robust": ("default", {"rec_robust": 0.0}),  # T: plain least squares (= the session-8 default)
+    "default_rec_robust_1.5": ("default", {"rec_robust": 1.5}),  # Huber weights from 1.5x the median residual
+    "default+rec_select_per_part": ("default", {"rec_select": "per_part"}),  # T: rank/penalty per part
+    "default+rec_refit": ("default", {"rec_refit_cells": 1000}),  # T refitted once on the final statistic
     "perturbscore": ("default", {}),
 }
 

@@ -106,6 +106,23 @@ class TrainConfig:
         default: off). Tried in session 8 against one or two knockouts with extreme effects steering the fit
         for every other gene; at 4 it lowered the default screen's recognition R² below 0.5
         (``docs/ablation.md``, session 8). Ridge ``T`` only.
+    rec_mix_target
+        What ``T`` learns for the mix channel (``ModelConfig.mix_channel``) of a training knockout:
+        ``"cells"``, the mean state posterior of its reference sample (``rec_reference_k`` cells, as for
+        ``G``'s part), or ``"labels"``, its state proportions ``q(P)`` over all its labelled cells (no
+        sampling noise).
+    rec_select
+        How the ridge ``T`` chooses its rank and penalty by leave-one-out: ``"joint"``, one choice for every
+        output, or ``"per_part"``, one for ``G``'s part and one for the mix channel.
+    rec_robust
+        Robust fit of the ridge ``T`` (0: off, plain least squares): knockouts whose leave-one-out residual is
+        over ``rec_robust`` times the median one are down-weighted (Huber weights; see
+        :meth:`~perturbscore.nn.SequenceRecognizer.fit_predict`). Ridge ``T`` only. 1 since session 9; runs
+        saved before it load with 0, as they were trained.
+    rec_refit_cells
+        After training, refit the ridge ``T`` once on each training knockout's final statistic from up to this
+        many of its cells, instead of keeping the moving average of the fits made while the statistic
+        trained (0: off). Ridge ``T`` only.
     """
 
     preset: str = "default"
@@ -154,6 +171,10 @@ class TrainConfig:
     select_stability_weight: float = 0.1
     feature_basis: bool = True
     rec_target_clip: float = 0.0
+    rec_mix_target: Literal["cells", "labels"] = "cells"
+    rec_select: Literal["joint", "per_part"] = "joint"
+    rec_robust: float = 1.0
+    rec_refit_cells: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -176,6 +197,16 @@ class TrainConfig:
             (self.stability_weight >= 0, "stability_weight must be >= 0"),
             (self.select_stability_weight >= 0, "select_stability_weight must be >= 0"),
             (self.rec_target_clip >= 0, "rec_target_clip must be >= 0 (0: off)"),
+            (self.rec_robust >= 0, "rec_robust must be >= 0 (0: off)"),
+            (self.rec_refit_cells >= 0, "rec_refit_cells must be >= 0 (0: off)"),
+            (
+                self.rec_mix_target in ("cells", "labels"),
+                f"rec_mix_target must be 'cells' or 'labels', not {self.rec_mix_target!r}",
+            ),
+            (
+                self.rec_select in ("joint", "per_part"),
+                f"rec_select must be 'joint' or 'per_part', not {self.rec_select!r}",
+            ),
             (
                 self.stability_grad in ("mixer", "all"),
                 f"stability_grad must be 'mixer' or 'all', not {self.stability_grad!r}",
@@ -196,7 +227,7 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown train config keys {sorted(unknown)}")
-        return cls(**data)
+        return cls(**({"rec_robust": 0.0} | data))  # saved before the robust T (session 9): plain least squares
 
 
 def check_options(name: str, **overrides: Any) -> None:
@@ -238,6 +269,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "cell_mix_weight": 0.0,
     }
     seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0, "uniform_targets": 0.0, "stability_weight": 0.0}
+    seed_train |= {"rec_robust": 0.0}  # (the seed's T is an MLP trained by gradient: no closed-form fit to weight)
     seed_train |= {"k_distribution": "uniform", "lr_schedule": "constant", "lr": 1e-3, "targets_per_perturbation": 1}
     if name == "seed-baseline":
         cfg = TrainConfig(preset=name, use_recognizer=False, k_min=60, k_max=60, rec_weight=0.0, **seed_train)

@@ -30,6 +30,7 @@ from ._data import (
     schedule_of,
 )
 from ._module import StatisticModule
+from ._refit import refit_recognizer
 
 logger = logging.getLogger(__name__)
 
@@ -157,8 +158,11 @@ def train_statistic(
         saved = torch.load(best, map_location="cpu", weights_only=True)
         module.load_state_dict(saved["state_dict"])
         best_step = int(saved["global_step"])
+    net = module.net.cpu()
+    if use_feats:  # rec_refit_cells > 0: T fitted once more, to the final statistic
+        refit_recognizer(net, screen, split.train, take, config)
     history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
-    return TrainResult(module.net.cpu(), split, history, _val_pred_loss_at(history, best_step))
+    return TrainResult(net, split, history, _val_pred_loss_at(history, best_step))
 
 
 def _val_pred_loss_at(history: pd.DataFrame, step: int | None) -> float:

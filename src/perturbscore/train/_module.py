@@ -60,11 +60,20 @@ class StatisticModule(L.LightningModule):
         if has is not None and bool(has.any()):
             coupled = cfg.rec_mode == "coupled" and ref is not None  # trains G through the reference statistic
             target = (stat if ref is None else ref if coupled else ref.detach())[has]
+            if cfg.rec_mix_target == "labels" and net.config.mix_channel:  # the exact mix, not a sample's
+                target = torch.cat([target[:, : net.config.n_stat], ep.proportions[has].to(target.dtype)], -1)
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
             if self.training:
-                rec = net.recognize_fit(feats, target, has, clip=cfg.rec_target_clip)  # (P', m2)
+                rec = net.recognize_fit(
+                    feats,
+                    target,
+                    has,
+                    clip=cfg.rec_target_clip,
+                    per_part=cfg.rec_select == "per_part",
+                    robust=cfg.rec_robust,
+                )  # (P', m2)
             else:
                 rec = net.recognize(feats, has)
         used = stat
