@@ -383,6 +383,7 @@ BAD_OPTIONS = {
     "loss-unknown": (["--loss", "nope"], "loss"),
     "lr-negative": (["--lr", "-1"], "lr"),
     "stat-activation-unknown": (["--stat-activation", "relu"], "stat_activation"),
+    "rec-robust-negative": (["--rec-robust", "-1"], "rec_robust"),
 }
 
 

@@ -72,6 +72,12 @@ def train(
         help="What G's output passes through: radial (default preset: direction kept, length r -> 4 asinh(r/4)), "
         "identity (seed presets) or tanh.",
     ),
+    rec_robust: float | None = typer.Option(
+        None,
+        "--rec-robust",
+        help="Robust fit of the ridge T: knockouts whose leave-one-out residual exceeds this many times the "
+        "median one are down-weighted (default 1; 0: plain least squares).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
@@ -94,7 +100,7 @@ def train(
         n_val=n_val, seed=seed, threads=threads, accelerator=accelerator, devices=dev, strategy=strategy,
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
         prefetch=prefetch, stability_weight=stability_weight, mix_channel=mix_channel,
-        select_stability_weight=select_stability_weight, stat_activation=stat_activation,
+        select_stability_weight=select_stability_weight, stat_activation=stat_activation, rec_robust=rec_robust,
     )  # fmt: skip
     check_options(preset, **options)  # a bad option fails now, not after reading a large screen
     data = load_screen(
