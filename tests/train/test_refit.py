@@ -32,7 +32,12 @@ def test_refit_is_one_fit_to_the_final_statistic_of_all_cells(screen, tmp_path) 
     fresh.load_state_dict({k: v for k, v in rec.state_dict().items() if k in _BASIS_BUFFERS or "centre" in k
                            or "log_width" in k or k.startswith("norm.")}, strict=False)  # fmt: skip
     with torch.no_grad():
-        fresh.fit_predict(torch.from_numpy(screen.feature_block(train)), torch.from_numpy(stats).float())
+        fresh.fit_predict(
+            torch.from_numpy(screen.feature_block(train)),
+            torch.from_numpy(stats).float(),
+            clip_dims=model.model_config.n_stat,
+            robust=model.train_config.rec_robust,  # the same robust weights as the refit (the default: 1)
+        )
     torch.testing.assert_close(rec.coef, fresh.coef, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(rec.intercept, fresh.intercept, rtol=1e-4, atol=1e-5)
     loaded = PerturbScoreModel.load(tmp_path / "run" / "model")  # what is saved is the refitted T
@@ -45,7 +50,7 @@ def test_without_refit_the_moving_average_is_kept(screen, tmp_path) -> None:
 
 
 def test_training_passes_the_robust_and_per_part_options_to_t(screen, tmp_path) -> None:
-    plain = fit(screen, out=tmp_path / "plain", max_steps=3, progress=False, threads=1)
+    plain = fit(screen, out=tmp_path / "plain", max_steps=3, progress=False, threads=1, rec_robust=0.0)
     robust = fit(
         screen, out=tmp_path / "robust", max_steps=3, progress=False, threads=1, rec_robust=1.0, rec_select="per_part"
     )
