@@ -4,18 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from perturbscore.datasets import simulate_screen
-from perturbscore.io import read_screen
 from perturbscore.tl import PerturbScoreModel, fit
-
-
-@pytest.fixture(scope="module")
-def screen_with_unseen():
-    sim = simulate_screen(
-        n_genes=200, n_knockouts=8, n_cells=1_200, n_control_cells=200, n_unseen_genes=40, feature_dim=16,
-        n_windows=20, seed=3,
-    )  # fmt: skip
-    return read_screen(sim.adata, features=sim.features)
 
 
 @pytest.mark.parametrize("basis", [True, False])

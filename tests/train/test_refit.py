@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from perturbscore.datasets import simulate_screen
-from perturbscore.io import read_screen
 from perturbscore.nn import SequenceRecognizer
 from perturbscore.nn._recognition import _BASIS_BUFFERS
 from perturbscore.tl import PerturbScoreModel, fit
 
 
-@pytest.fixture(scope="module")
-def screen():
-    sim = simulate_screen(
-        n_genes=200, n_knockouts=8, n_cells=1_200, n_control_cells=200, n_unseen_genes=40, feature_dim=16,
-        n_windows=20, seed=5,
-    )  # fmt: skip
-    return read_screen(sim.adata, features=sim.features)
-
-
-def test_refit_is_one_fit_to_the_final_statistic_of_all_cells(screen, tmp_path) -> None:
+def test_refit_is_one_fit_to_the_final_statistic_of_all_cells(screen_with_unseen, tmp_path) -> None:
+    screen = screen_with_unseen
     model = fit(screen, out=tmp_path / "run", max_steps=6, progress=False, threads=1, rec_refit_cells=10_000)
     rec = model.net.recognizer
     assert int(rec.n_fits) == 1  # the moving average was replaced, not added to
@@ -44,12 +33,14 @@ def test_refit_is_one_fit_to_the_final_statistic_of_all_cells(screen, tmp_path) 
     torch.testing.assert_close(loaded.net.recognizer.coef, rec.coef)
 
 
-def test_without_refit_the_moving_average_is_kept(screen, tmp_path) -> None:
+def test_without_refit_the_moving_average_is_kept(screen_with_unseen, tmp_path) -> None:
+    screen = screen_with_unseen
     model = fit(screen, out=tmp_path / "run", max_steps=6, progress=False, threads=1)
     assert int(model.net.recognizer.n_fits) > 1
 
 
-def test_training_passes_the_robust_and_per_part_options_to_t(screen, tmp_path) -> None:
+def test_training_passes_the_robust_and_per_part_options_to_t(screen_with_unseen, tmp_path) -> None:
+    screen = screen_with_unseen
     plain = fit(screen, out=tmp_path / "plain", max_steps=3, progress=False, threads=1, rec_robust=0.0)
     robust = fit(
         screen, out=tmp_path / "robust", max_steps=3, progress=False, threads=1, rec_robust=1.0, rec_select="per_part"
