@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from perturbscore.nn import ModelConfig, PerturbationStatistic, SequenceRecognizer
-from perturbscore.nn._recognition import winsorise
+from perturbscore.nn._ridge import winsorise
 
 
 def _linear_genes(n: int, *, seed: int, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,7 +120,7 @@ def test_ridge_leave_one_out_predictions_are_refits_without_the_gene() -> None:
 @pytest.mark.parametrize("noise", [0.05, 3.0])
 def test_ridge_penalty_minimises_the_leave_one_out_error(noise: float) -> None:
     """The chosen penalty is the grid's best by leave-one-out (brute force over the grid), at low and high noise."""
-    from perturbscore.nn._recognition import RIDGE_ALPHAS
+    from perturbscore.nn._ridge import RIDGE_ALPHAS
 
     feats, y, _ = _linear_genes(40, seed=4, noise=noise)
     rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
@@ -176,7 +176,7 @@ def test_clipped_fit_is_not_steered_by_one_extreme_gene() -> None:
 
 
 def test_weighted_ridge_leave_one_out_is_the_refit_without_the_gene() -> None:
-    from perturbscore.nn._recognition import _weighted_ridge
+    from perturbscore.nn._ridge import _weighted_ridge
 
     g = torch.Generator().manual_seed(5)
     x = torch.randn(30, 12, generator=g, dtype=torch.float64)
