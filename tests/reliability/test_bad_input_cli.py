@@ -384,6 +384,7 @@ BAD_OPTIONS = {
     "lr-negative": (["--lr", "-1"], "lr"),
     "stat-activation-unknown": (["--stat-activation", "relu"], "stat_activation"),
     "rec-robust-negative": (["--rec-robust", "-1"], "rec_robust"),
+    "rec-subsample-one": (["--rec-subsample", "1"], "rec_subsample"),
 }
 
 

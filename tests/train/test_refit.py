@@ -48,3 +48,12 @@ def test_training_passes_the_robust_and_per_part_options_to_t(screen_with_unseen
     assert bool((plain.net.recognizer.last_weights_ == 1).all())
     assert float(robust.net.recognizer.last_weights_.min()) < 1.0  # knockouts T predicts worst are discounted
     assert not torch.equal(plain.net.recognizer.coef, robust.net.recognizer.coef)
+
+
+def test_training_passes_the_subsample_option_to_t(screen_with_unseen, tmp_path) -> None:
+    """Same steps, same leave-one-out fits; only T's stored read-out differs (it averages subset fits)."""
+    screen = screen_with_unseen
+    full = fit(screen, out=tmp_path / "full", max_steps=3, progress=False, threads=1, rec_subsample=0.0)
+    sub = fit(screen, out=tmp_path / "sub", max_steps=3, progress=False, threads=1, rec_subsample=0.6)
+    assert sub.train_config.rec_subsample == 0.6
+    assert not torch.equal(full.net.recognizer.coef, sub.net.recognizer.coef)

@@ -156,3 +156,13 @@ def test_t_is_robust_by_default_and_older_configs_load_as_trained() -> None:
     for bad in ({"rec_robust": -1.0}, {"rec_refit_cells": -1}, {"rec_select": "each"}, {"rec_mix_target": "x"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
+
+
+def test_t_read_out_is_subsampled_by_default_and_older_configs_load_as_trained() -> None:
+    assert TrainConfig().rec_subsample == 0.6
+    saved = TrainConfig().to_dict()
+    assert TrainConfig.from_dict(saved).rec_subsample == 0.6
+    del saved["rec_subsample"]  # saved before session 10: T's read-out averaged full fits
+    assert TrainConfig.from_dict(saved).rec_subsample == 0.0
+    for name in ("seed-full", "seed-baseline"):  # the seed's T is an MLP: nothing to subsample
+        assert preset(name)[0].rec_subsample == 0.0

@@ -78,6 +78,12 @@ def train(
         help="Robust fit of the ridge T: knockouts whose leave-one-out residual exceeds this many times the "
         "median one are down-weighted (default 1; 0: plain least squares).",
     ),
+    rec_subsample: float | None = typer.Option(
+        None,
+        "--rec-subsample",
+        help="Each ridge fit of T during training also fits this share of the training knockouts, drawn at "
+        "random, and T's stored read-out averages those fits (default 0.6; 0: the full fits).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
@@ -101,6 +107,7 @@ def train(
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
         prefetch=prefetch, stability_weight=stability_weight, mix_channel=mix_channel,
         select_stability_weight=select_stability_weight, stat_activation=stat_activation, rec_robust=rec_robust,
+        rec_subsample=rec_subsample,
     )  # fmt: skip
     check_options(preset, **options)  # a bad option fails now, not after reading a large screen
     data = load_screen(

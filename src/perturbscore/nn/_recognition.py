@@ -230,6 +230,7 @@ class SequenceRecognizer(nn.Module):
         clip_dims: int | None = None,
         blocks: tuple[int, ...] | None = None,
         robust: float = 0.0,
+        subsample: float = 0.0,
     ) -> torch.Tensor:
         """Ridge head, training: fit on ``(P, W, D)`` features and ``(P, m2)`` targets; leave-one-out predictions.
 
@@ -247,7 +248,11 @@ class SequenceRecognizer(nn.Module):
         the genes instead (Huber weights, :data:`ROBUST_PASSES` passes): a gene whose leave-one-out residual
         (on the first ``clip_dims`` entries, each in units of its spread) is more than ``robust`` times the
         median residual gets weight ``robust * median / residual``. Extreme genes that the features predict
-        keep their full weight; only those they do not are discounted.
+        keep their full weight; only those they do not are discounted. ``0 < subsample < 1`` folds a fit to
+        a random ``subsample`` share of the genes (same rank, penalty and weights; drawn from the fit count, so
+        reproducible) into the stored read-out instead of the full fit: the moving average then averages fits
+        to different subsets (subagging), which steadies what ``T`` predicts for unseen genes. The returned
+        leave-one-out predictions are the full fit's either way.
         """
         if self.head != "ridge":
             raise RuntimeError("fit_predict is for the ridge head; the MLP head is trained by gradient")
@@ -282,6 +287,10 @@ class SequenceRecognizer(nn.Module):
             if reselect:  # the penalty the weighted fit wants (a discounted outlier no longer asks for shrinkage)
                 self._select(xp.detach(), y, ranks, blocks, weights)
         loo, coef, intercept = _weighted_ridge(xp, y, self._choices(), weights)
+        if 0 < subsample < 1 and n >= 6:
+            keep = self._subset(n, subsample)
+            w_sub = torch.ones(n, dtype=xp.dtype, device=xp.device) if weights is None else weights
+            _, coef, intercept = _weighted_ridge(xp.detach()[keep], y[keep], self._choices(), w_sub[keep])
         with torch.no_grad():
             if self.has_basis:  # (D, m2) on the standardised features (the kept directions only: zeros beyond)
                 kept = int(self.rank.max())
@@ -297,6 +306,12 @@ class SequenceRecognizer(nn.Module):
                 buf.lerp_(new.to(buf.dtype), rate)
             self.n_fits += 1
         return loo
+
+    def _subset(self, n: int, share: float) -> torch.Tensor:
+        """Indices of a random ``share`` of ``n`` genes (at least 3, at most ``n - 1``), seeded by the fit count."""
+        size = min(n - 1, max(3, round(share * n)))
+        gen = torch.Generator().manual_seed(1_000_003 + int(self.n_fits))
+        return torch.randperm(n, generator=gen)[:size].sort().values.to(self.coef.device)
 
     def _choices(self) -> torch.Tensor:
         """``(m2, 2)``: each output's rank and penalty."""

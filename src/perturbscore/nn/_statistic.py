@@ -132,6 +132,7 @@ class PerturbationStatistic(nn.Module):
         clip: float = 0.0,
         per_part: bool = False,
         robust: float = 0.0,
+        subsample: float = 0.0,
     ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
@@ -139,12 +140,13 @@ class PerturbationStatistic(nn.Module):
         ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. ``clip``
         winsorises the targets' ``G`` part for a closed-form head (:meth:`SequenceRecognizer.fit_predict`);
         ``per_part`` lets it choose its rank and penalty for ``G``'s part and the mix channel apart; ``robust``
-        down-weights knockouts that ``T`` predicts badly (Huber weights on ``G``'s part).
+        down-weights knockouts that ``T`` predicts badly (Huber weights on ``G``'s part); ``subsample`` folds a fit
+        to a random share of the knockouts into the stored read-out instead of the full fit.
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
             m2, width = self.config.n_stat, target.shape[1]
             blocks = (m2, width - m2) if per_part and width > m2 else None
             return self.recognizer.fit_predict(
-                features, target, rows, clip=clip, clip_dims=m2, blocks=blocks, robust=robust
+                features, target, rows, clip=clip, clip_dims=m2, blocks=blocks, robust=robust, subsample=subsample
             )
         return self.recognize(features, rows)

@@ -27,6 +27,8 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "default_rec_robust_1.5": ("default", {"rec_robust": 1.5}),  # Huber weights from 1.5x the median residual
     "default+rec_select_per_part": ("default", {"rec_select": "per_part"}),  # T: rank/penalty per part
     "default+rec_refit": ("default", {"rec_refit_cells": 1000}),  # T refitted once on the final statistic
+    "default-rec_subsample": ("default", {"rec_subsample": 0.0}),  # T's read-out from full fits (= session-9 default)
+    "default_rec_subsample_0.8": ("default", {"rec_subsample": 0.8}),  # subsets of 80 % of the knockouts
     "perturbscore": ("default", {}),
 }
 
@@ -67,6 +69,8 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default_rec_robust_1.5": ("default", {"rec_robust": 1.5}),  # Huber weights from 1.5x the median residual
     "default+rec_select_per_part": ("default", {"rec_select": "per_part"}),  # T: rank/penalty per part
     "default+rec_refit": ("default", {"rec_refit_cells": 1000}),  # T refitted once on the final statistic
+    "default-rec_subsample": ("default", {"rec_subsample": 0.0}),  # T's read-out from full fits (= session-9 default)
+    "default_rec_subsample_0.8": ("default", {"rec_subsample": 0.8}),  # subsets of 80 % of the knockouts
     "perturbscore": ("default", {}),
 }
 

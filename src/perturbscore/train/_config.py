@@ -119,6 +119,13 @@ class TrainConfig:
         over ``rec_robust`` times the median one are down-weighted (Huber weights; see
         :meth:`~perturbscore.nn.SequenceRecognizer.fit_predict`). Ridge ``T`` only. 1 since session 9; runs
         saved before it load with 0, as they were trained.
+    rec_subsample
+        Each ridge fit of ``T`` during training also fits the genes of a random share ``rec_subsample`` of the
+        training knockouts, and that fit, not the full one, goes into the stored read-out's moving average
+        (0: off, the full fit). The moving average then averages fits to different subsets of the ~50
+        knockouts (subagging), so no few knockouts steer what ``T`` predicts for unseen genes. The
+        leave-one-out predictions the losses read are the full fit's either way. Ridge ``T`` only. 0.6 since
+        session 10 (``docs/ablation.md``); runs saved before it load with 0, as they were trained.
     rec_refit_cells
         After training, refit the ridge ``T`` once on each training knockout's final statistic from up to this
         many of its cells, instead of keeping the moving average of the fits made while the statistic
@@ -175,6 +182,7 @@ class TrainConfig:
     rec_select: Literal["joint", "per_part"] = "joint"
     rec_robust: float = 1.0
     rec_refit_cells: int = 0
+    rec_subsample: float = 0.6
 
     def __post_init__(self) -> None:
         checks = [
@@ -199,6 +207,7 @@ class TrainConfig:
             (self.rec_target_clip >= 0, "rec_target_clip must be >= 0 (0: off)"),
             (self.rec_robust >= 0, "rec_robust must be >= 0 (0: off)"),
             (self.rec_refit_cells >= 0, "rec_refit_cells must be >= 0 (0: off)"),
+            (0 <= self.rec_subsample < 1, "rec_subsample must be in [0, 1) (0: off)"),
             (
                 self.rec_mix_target in ("cells", "labels"),
                 f"rec_mix_target must be 'cells' or 'labels', not {self.rec_mix_target!r}",
@@ -227,7 +236,9 @@ class TrainConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown train config keys {sorted(unknown)}")
-        return cls(**({"rec_robust": 0.0} | data))  # saved before the robust T (session 9): plain least squares
+        # saved before the robust T (session 9): plain least squares; before the subsampled read-out (session 10):
+        # the full fit
+        return cls(**({"rec_robust": 0.0, "rec_subsample": 0.0} | data))
 
 
 def check_options(name: str, **overrides: Any) -> None:
@@ -269,7 +280,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
         "cell_mix_weight": 0.0,
     }
     seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0, "uniform_targets": 0.0, "stability_weight": 0.0}
-    seed_train |= {"rec_robust": 0.0}  # (the seed's T is an MLP trained by gradient: no closed-form fit to weight)
+    seed_train |= {"rec_robust": 0.0, "rec_subsample": 0.0}  # (the seed's T is an MLP: no closed-form fit)
     seed_train |= {"k_distribution": "uniform", "lr_schedule": "constant", "lr": 1e-3, "targets_per_perturbation": 1}
     if name == "seed-baseline":
         cfg = TrainConfig(preset=name, use_recognizer=False, k_min=60, k_max=60, rec_weight=0.0, **seed_train)

@@ -73,6 +73,7 @@ class StatisticModule(L.LightningModule):
                     clip=cfg.rec_target_clip,
                     per_part=cfg.rec_select == "per_part",
                     robust=cfg.rec_robust,
+                    subsample=cfg.rec_subsample,
                 )  # (P', m2)
             else:
                 rec = net.recognize(feats, has)
