@@ -7,6 +7,7 @@ import torch
 
 from perturbscore.nn import ModelConfig, PerturbationStatistic, SequenceRecognizer
 from perturbscore.nn._ridge import winsorise
+from perturbscore.train import TrainConfig
 
 
 def _linear_genes(n: int, *, seed: int, noise: float = 0.1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -214,3 +215,59 @@ def test_robust_fit_discounts_an_unpredictable_gene_but_not_a_predictable_extrem
     err_robust = float((robust(test_f) - test_y).abs().mean())
     assert err_robust < 0.5 * err_plain, (err_plain, err_robust)
     assert bool((plain.last_weights_ == 1).all())  # off by default
+
+
+# The subsampled read-out (fit_predict(subsample=...), TrainConfig.rec_subsample)
+
+
+def _fit_sub(feats: torch.Tensor, y: torch.Tensor, **kwargs: float) -> tuple[SequenceRecognizer, torch.Tensor]:
+    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    loo = rec.fit_predict(feats, y, **kwargs)
+    return rec, loo
+
+
+@pytest.mark.parametrize("robust", [0.0, 1.0])
+def test_subsampled_read_out_ignores_the_genes_left_out_but_not_the_losses(robust: float) -> None:
+    feats, y = _linear_genes(30, seed=0, noise=0.3)[:2]
+    test_f, _ = _linear_genes(50, seed=1, noise=0.3)[:2]
+    full, loo_full = _fit_sub(feats, y, robust=robust)
+    sub, loo_sub = _fit_sub(feats, y, robust=robust, subsample=0.5)
+    torch.testing.assert_close(loo_sub, loo_full)  # what the losses read is the full fit's
+    assert not torch.allclose(sub(test_f), full(test_f))  # the stored read-out is another fit
+    if robust == 0.0:  # plain least squares: a gene left out of the subset cannot move the read-out
+        unchanged = 0
+        for j in range(30):
+            moved = y.clone()
+            moved[j] += 0.01  # small: the penalty that leave-one-out picks on all genes stays the same
+            rec, _ = _fit_sub(feats, moved, subsample=0.5)
+            unchanged += bool(torch.allclose(rec(test_f), sub(test_f)))
+        assert unchanged == 15  # half the genes are out of the subset, the other half steer it
+
+
+def test_subsampled_read_out_is_reproducible_and_each_fit_draws_a_new_subset() -> None:
+    feats, y = _linear_genes(30, seed=2, noise=0.3)[:2]
+    test_f, _ = _linear_genes(50, seed=3, noise=0.3)[:2]
+    a, _ = _fit_sub(feats, y, subsample=0.7)
+    b, _ = _fit_sub(feats, y, subsample=0.7)
+    torch.testing.assert_close(a(test_f), b(test_f))
+    first = a(test_f)
+    a.ema = 1.0  # the second fit replaces the read-out: its subset differs from the first's
+    a.fit_predict(feats, y, subsample=0.7)
+    assert not torch.allclose(a(test_f), first)
+
+
+def test_subsampled_moving_average_still_learns_the_map() -> None:
+    feats, y = _linear_genes(60, seed=4, noise=0.1)[:2]
+    test_f, test_y = _linear_genes(200, seed=5, noise=0.0)[:2]
+    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    for _ in range(30):
+        rec.fit_predict(feats, y, subsample=0.8)
+    pred = rec(test_f).detach()
+    r2 = 1 - ((pred - test_y) ** 2).sum() / ((test_y - test_y.mean(0)) ** 2).sum()
+    assert r2 > 0.95
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.0, 1.5])
+def test_rec_subsample_outside_zero_one_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="rec_subsample"):
+        TrainConfig(rec_subsample=share)

@@ -251,8 +251,8 @@ class SequenceRecognizer(nn.Module):
         keep their full weight; only those they do not are discounted. ``0 < subsample < 1`` folds a fit to
         a random ``subsample`` share of the genes (same rank, penalty and weights; drawn from the fit count, so
         reproducible) into the stored read-out instead of the full fit: the moving average then averages fits
-        to different subsets (subagging), which steadies what ``T`` predicts for unseen genes. The returned
-        leave-one-out predictions are the full fit's either way.
+        to different subsets (subagging), which steadies what ``T`` predicts for unseen genes; with fewer than
+        6 genes the full fit is kept. The returned leave-one-out predictions are the full fit's either way.
         """
         if self.head != "ridge":
             raise RuntimeError("fit_predict is for the ridge head; the MLP head is trained by gradient")
