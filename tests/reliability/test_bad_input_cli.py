@@ -385,6 +385,7 @@ BAD_OPTIONS = {
     "stat-activation-unknown": (["--stat-activation", "relu"], "stat_activation"),
     "rec-robust-negative": (["--rec-robust", "-1"], "rec_robust"),
     "rec-subsample-one": (["--rec-subsample", "1"], "rec_subsample"),
+    "logratio-weight-negative": (["--logratio-weight", "-0.5"], "logratio_weight"),
 }
 
 

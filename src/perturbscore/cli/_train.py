@@ -84,6 +84,12 @@ def train(
         help="Each ridge fit of T during training also fits this share of the training knockouts, drawn at "
         "random, and T's stored read-out averages those fits (default 0.6; 0: the full fits).",
     ),
+    logratio_weight: float | None = typer.Option(
+        None,
+        "--logratio-weight",
+        help="Weight of the loss that keeps G's part of the statistic an affine function of the knockouts' "
+        "log-ratio state mix (the share of its spread such a map leaves unexplained; 0: off).",
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
@@ -107,7 +113,7 @@ def train(
         num_nodes=num_nodes, perturbations_per_step=perturbations_per_step, sample_window=sample_window,
         prefetch=prefetch, stability_weight=stability_weight, mix_channel=mix_channel,
         select_stability_weight=select_stability_weight, stat_activation=stat_activation, rec_robust=rec_robust,
-        rec_subsample=rec_subsample,
+        rec_subsample=rec_subsample, logratio_weight=logratio_weight,
     )  # fmt: skip
     check_options(preset, **options)  # a bad option fails now, not after reading a large screen
     data = load_screen(

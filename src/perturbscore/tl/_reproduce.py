@@ -29,6 +29,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "default+rec_refit": ("default", {"rec_refit_cells": 1000}),  # T refitted once on the final statistic
     "default-rec_subsample": ("default", {"rec_subsample": 0.0}),  # T's read-out from full fits (= session-9 default)
     "default_rec_subsample_0.8": ("default", {"rec_subsample": 0.8}),  # subsets of 80 % of the knockouts
+    "default-logratio": ("default", {"logratio_weight": 0.0}),  # no log-ratio geometry loss (= session-10 default)
+    "default_logratio_1.0": ("default", {"logratio_weight": 1.0}),  # the geometry loss at weight 1 (not 0.3)
+    "default_logratio_0.1": ("default", {"logratio_weight": 0.1}),  # the geometry loss at weight 0.1 (not 0.3)
     "perturbscore": ("default", {}),
 }
 
@@ -71,6 +74,9 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default+rec_refit": ("default", {"rec_refit_cells": 1000}),  # T refitted once on the final statistic
     "default-rec_subsample": ("default", {"rec_subsample": 0.0}),  # T's read-out from full fits (= session-9 default)
     "default_rec_subsample_0.8": ("default", {"rec_subsample": 0.8}),  # subsets of 80 % of the knockouts
+    "default-logratio": ("default", {"logratio_weight": 0.0}),  # no log-ratio geometry loss (= session-10 default)
+    "default_logratio_1.0": ("default", {"logratio_weight": 1.0}),  # the geometry loss at weight 1 (not 0.3)
+    "default_logratio_0.1": ("default", {"logratio_weight": 0.1}),  # the geometry loss at weight 0.1 (not 0.3)
     "perturbscore": ("default", {}),
 }
 

@@ -130,6 +130,13 @@ class TrainConfig:
         After training, refit the ridge ``T`` once on each training knockout's final statistic from up to this
         many of its cells, instead of keeping the moving average of the fits made while the statistic
         trained (0: off). Ridge ``T`` only.
+    logratio_weight
+        Weight of the log-ratio geometry loss (:func:`~perturbscore.train._loss.logratio_loss`, 0: off): the
+        share of the spread of ``G``'s part of the statistic (each knockout's reference sample) that no affine
+        map of the knockouts' centred log-ratio state mix explains. Rescaling the statistic does not lower it;
+        pushing a few knockouts far out of line with the rest raises it, so the statistic varies with the mix
+        as smoothly as sequence features can follow. 0.3 since session 11 (``docs/method.md``, item 18); runs
+        saved before it load with 0, as they were trained.
     """
 
     preset: str = "default"
@@ -183,6 +190,7 @@ class TrainConfig:
     rec_robust: float = 1.0
     rec_refit_cells: int = 0
     rec_subsample: float = 0.6
+    logratio_weight: float = 0.3
 
     def __post_init__(self) -> None:
         checks = [
@@ -208,6 +216,7 @@ class TrainConfig:
             (self.rec_robust >= 0, "rec_robust must be >= 0 (0: off)"),
             (self.rec_refit_cells >= 0, "rec_refit_cells must be >= 0 (0: off)"),
             (0 <= self.rec_subsample < 1, "rec_subsample must be in [0, 1) (0: off)"),
+            (self.logratio_weight >= 0, "logratio_weight must be >= 0 (0: off)"),
             (
                 self.rec_mix_target in ("cells", "labels"),
                 f"rec_mix_target must be 'cells' or 'labels', not {self.rec_mix_target!r}",
@@ -237,8 +246,8 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown train config keys {sorted(unknown)}")
         # saved before the robust T (session 9): plain least squares; before the subsampled read-out (session 10):
-        # the full fit
-        return cls(**({"rec_robust": 0.0, "rec_subsample": 0.0} | data))
+        # the full fit; before the log-ratio geometry loss (session 11): none
+        return cls(**({"rec_robust": 0.0, "rec_subsample": 0.0, "logratio_weight": 0.0} | data))
 
 
 def check_options(name: str, **overrides: Any) -> None:
@@ -281,6 +290,7 @@ def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:
     }
     seed_train |= {"rec_weight_decay": 1e-4, "rec_reference_k": 0, "uniform_targets": 0.0, "stability_weight": 0.0}
     seed_train |= {"rec_robust": 0.0, "rec_subsample": 0.0}  # (the seed's T is an MLP: no closed-form fit)
+    seed_train |= {"logratio_weight": 0.0}
     seed_train |= {"k_distribution": "uniform", "lr_schedule": "constant", "lr": 1e-3, "targets_per_perturbation": 1}
     if name == "seed-baseline":
         cfg = TrainConfig(preset=name, use_recognizer=False, k_min=60, k_max=60, rec_weight=0.0, **seed_train)

@@ -55,6 +55,34 @@ def stability_loss(stat: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return within / between
 
 
+#: Floor added to every state's share before the log-ratio in :func:`logratio_loss` (about half a cell of a
+#: 25-cell knockout): a state with no cells gets a finite log-ratio instead of minus infinity.
+LOGRATIO_FLOOR = 0.02
+
+
+def logratio_loss(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float = LOGRATIO_FLOOR) -> torch.Tensor:
+    """Share of the statistic's spread that no linear map of the log-ratio mix explains: ``1 - R²`` of the fit.
+
+    ``stat`` ``(P, m2)`` is each perturbation's statistic, ``proportions`` ``(P, C)`` its state mix ``q(P)``.
+    The centred log-ratio ``clr(q + floor)`` (the mix in compositional, Aitchison, geometry) is regressed on
+    by least squares, ``stat ~ clr B + b``, and the loss is the residual sum of squares over the statistic's
+    spread around its mean. Both scale with the statistic, so shrinking or rescaling it does not lower the
+    loss; bending it does. It is zero when the statistic is an affine function of the log-ratio mix, and it
+    grows when a few perturbations are pushed far out of line with the rest (a heavy tail that sequence
+    features, which move the mix smoothly, cannot follow). ``0`` when there are too few perturbations to fit.
+    """
+    n, c = proportions.shape
+    if n <= c + 1:  # an affine map of C - 1 log-ratios fits C points exactly: nothing to measure
+        return stat.new_zeros(())
+    log_q = torch.log(proportions.to(stat.dtype) + floor)
+    clr = log_q - log_q.mean(-1, keepdim=True)
+    x = torch.cat([clr[:, : c - 1], torch.ones_like(clr[:, :1])], -1)  # (P, C): C - 1 log-ratios span the clr
+    proj = x @ torch.linalg.pinv(x)  # (P, P) the hat matrix of the regressors (constant: no gradient)
+    resid = stat - proj @ stat
+    spread = (stat - stat.mean(0, keepdim=True)).pow(2).sum()
+    return resid.pow(2).sum() / spread.clamp_min(1e-12)
+
+
 @dataclass
 class LossOutput:
     """Every term of one step, for logging; ``total`` is what is minimised."""

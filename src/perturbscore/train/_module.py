@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from ..data._sampling import Episode
 from ..nn import PerturbationStatistic, segment_mean
 from ._config import TrainConfig
-from ._loss import LossOutput, prediction_loss, recognition_loss, recognition_r2, stability_loss
+from ._loss import LossOutput, logratio_loss, prediction_loss, recognition_loss, recognition_r2, stability_loss
 
 
 def log_k(k: torch.Tensor) -> torch.Tensor:
@@ -100,6 +100,10 @@ class StatisticModule(L.LightningModule):
             s_k = stats[2] if only_g else stat
             terms["stability_loss"] = stability_loss(net.mixed(s_k), net.mixed(ref))
             total = total + cfg.stability_weight * terms["stability_loss"]
+        if cfg.logratio_weight > 0:  # G's part kept in line with the log-ratio mix (on the larger sample if trained)
+            src = ref if ref is not None and ref.requires_grad else stat
+            terms["logratio_loss"] = logratio_loss(net.mixed(src), ep.proportions)
+            total = total + cfg.logratio_weight * terms["logratio_loss"]
         q_hat = net.proportions(used, log_k(ep.k))
         if q_hat is not None and cfg.prop_weight > 0:
             terms["prop_loss"] = 0.5 * (q_hat - ep.proportions).abs().sum(-1).mean()

@@ -1,0 +1,111 @@
+"""The log-ratio geometry loss: the share of the statistic's spread that the log-ratio mix does not explain."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from perturbscore.train import TrainConfig
+from perturbscore.train._loss import LOGRATIO_FLOOR, logratio_loss
+
+
+def _mixes(n: int = 40, c: int = 5, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(1.5 * torch.randn(n, c, generator=g, dtype=torch.float64), -1)  # (n, C)
+
+
+def _clr(q: torch.Tensor) -> torch.Tensor:
+    log_q = torch.log(q + LOGRATIO_FLOOR)
+    return log_q - log_q.mean(-1, keepdim=True)
+
+
+def test_an_affine_function_of_the_log_ratio_mix_costs_nothing() -> None:
+    q = _mixes()
+    g = torch.Generator().manual_seed(1)
+    stat = _clr(q) @ torch.randn(5, 8, generator=g, dtype=torch.float64) + 3.0  # (n, m2)
+    assert float(logratio_loss(stat, q)) < 1e-10
+
+
+def test_the_loss_is_scale_free_and_shrinking_is_not_a_minimum() -> None:
+    """Rescaling the statistic leaves the loss unchanged, so collapsing it towards a point lowers nothing."""
+    q = _mixes()
+    g = torch.Generator().manual_seed(2)
+    stat = torch.randn(40, 6, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(logratio_loss(stat, q), logratio_loss(0.01 * stat, q))
+    scale = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    logratio_loss(scale * stat, q).backward()
+    assert abs(float(scale.grad)) < 1e-10
+
+
+def test_a_heavy_tail_out_of_line_with_the_mix_is_penalised() -> None:
+    """Pushing two perturbations far out along the statistic's main direction (their mixes unchanged) raises it."""
+    q = _mixes()
+    g = torch.Generator().manual_seed(3)
+    stat = _clr(q) @ torch.randn(5, 4, generator=g, dtype=torch.float64)
+    noisy = stat + 0.1 * torch.randn(stat.shape, generator=g, dtype=torch.float64)
+    tail = noisy.clone()
+    tail[:2] = tail[:2] * 6.0
+    assert float(logratio_loss(noisy, q)) < 0.05
+    assert float(logratio_loss(tail, q)) > 5 * float(logratio_loss(noisy, q))
+
+
+def test_gradient_reaches_the_statistic_and_too_few_perturbations_give_zero() -> None:
+    q = _mixes(n=12)
+    stat = torch.randn(12, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    logratio_loss(stat, q).backward()
+    assert stat.grad is not None
+    assert float(stat.grad.abs().sum()) > 0
+    few = logratio_loss(stat[:6], q[:6])  # 6 points, C = 5: one residual degree of freedom, nothing to measure
+    assert float(few) == 0.0
+
+
+def test_negative_logratio_weight_is_refused() -> None:
+    with pytest.raises(ValueError, match="logratio_weight"):
+        TrainConfig(logratio_weight=-1.0)
+
+
+def test_the_default_uses_the_loss_and_older_and_seed_configs_do_not() -> None:
+    from perturbscore.train import preset
+
+    assert TrainConfig().logratio_weight == 0.3
+    saved = TrainConfig().to_dict()
+    assert TrainConfig.from_dict(saved).logratio_weight == 0.3
+    del saved["logratio_weight"]  # saved before session 11: trained without the loss
+    assert TrainConfig.from_dict(saved).logratio_weight == 0.0
+    for name in ("seed-full", "seed-baseline"):
+        assert preset(name)[0].logratio_weight == 0.0
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.3])
+def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: float) -> None:
+    """The term is computed on G's part of the reference statistic and reaches G, not f (f is trained by the rest)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from perturbscore.datasets import synthetic_perturb_seq
+    from perturbscore.io import read_screen
+    from perturbscore.train import model_config_for, preset, split_perturbations
+    from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
+    from perturbscore.train._loop import build_net
+    from perturbscore.train._module import StatisticModule
+
+    sim = synthetic_perturb_seq(seed=0)
+    screen = read_screen(sim.adata, features=sim.features)
+    cfg, over = preset("default")
+    cfg = replace(cfg, logratio_weight=weight, n_train=10, n_val=2)
+    net = build_net(model_config_for(screen, cfg, **over), seed=0)
+    split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
+    fit_front_end(net.front, screen, split.train, n_cells=2000, seed=0)
+    sampler = make_sampler(screen, split.train, input_taker(net.front, screen), config=cfg,
+                           target_pool=screen.proportions, schedule=schedule_of(cfg), target_noise=0.05,
+                           features=cfg.use_recognizer)  # fmt: skip
+    terms = StatisticModule(net, cfg).compute(sampler.sample(0, np.random.default_rng(0))).terms
+    if weight == 0:
+        assert "logratio_loss" not in terms
+        return
+    loss = terms["logratio_loss"]
+    assert 0.0 < float(loss.detach()) < 1.0
+    loss.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.mixer.parameters())
+    assert net.encoder.weight.grad is None or float(net.encoder.weight.grad.abs().sum()) == 0.0
