@@ -48,8 +48,9 @@ def floor(screen, rng: np.random.Generator) -> float:  # noqa: ANN001
     return timeit(work)
 
 
-def step_parts(screen, name: str, rng: np.random.Generator, n_steps: int) -> dict[str, np.ndarray]:  # noqa: ANN001
-    cfg, over = preset(name, k_min=10, k_max=10, n_train=min(64, len(screen.knockouts)) - 1, n_val=1)
+def step_parts(screen, name: str, rng: np.random.Generator, n_steps: int, **overrides) -> dict[str, np.ndarray]:  # noqa: ANN001, ANN003
+    n_train = min(64, len(screen.knockouts)) - 1
+    cfg, over = preset(name, k_min=10, k_max=10, n_train=n_train, n_val=1, **overrides)
     mcfg = model_config_for(screen, cfg, **over)
     split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
     net = build_net(mcfg, seed=0)
@@ -100,11 +101,13 @@ def main() -> None:
     print(f"medians over {args.steps} steps per preset (parts' medians need not add up to the step's)")
     print("| preset | sample+gather ms | forward ms | backward ms | optimizer ms | step ms | step / floor |")
     print("|---|---|---|---|---|---|---|")
-    for name in ("seed-baseline", "seed-full", "default"):
-        p = step_parts(screen, name, rng, args.steps)
+    runs = [("seed-baseline", {}), ("seed-full", {}), ("default", {}), ("default", {"logratio_weight": 0.0})]
+    for name, overrides in runs:  # the last: the default without its log-ratio geometry loss (session 10's step)
+        p = step_parts(screen, name, rng, args.steps, **overrides)
         total = float(np.median(sum(p.values())))
         cells = " | ".join(f"{np.median(v):.2f}" for v in p.values())
-        print(f"| {name} | {cells} | {total:.2f} | {total / fl:.1f}x |")
+        label = name + "".join(f", {k}={v}" for k, v in overrides.items())
+        print(f"| {label} | {cells} | {total:.2f} | {total / fl:.1f}x |")
 
 
 if __name__ == "__main__":

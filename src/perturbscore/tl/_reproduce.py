@@ -32,6 +32,8 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-logratio": ("default", {"logratio_weight": 0.0}),  # no log-ratio geometry loss (= session-10 default)
     "default_logratio_1.0": ("default", {"logratio_weight": 1.0}),  # the geometry loss at weight 1 (not 0.3)
     "default_logratio_0.1": ("default", {"logratio_weight": 0.1}),  # the geometry loss at weight 0.1 (not 0.3)
+    "default_logratio_0.15": ("default", {"logratio_weight": 0.15}),  # session 11's weight sweep (docs/ablation.md)
+    "default_logratio_0.5": ("default", {"logratio_weight": 0.5}),
     "perturbscore": ("default", {}),
 }
 
