@@ -16,3 +16,37 @@ def screen_with_unseen():
         n_windows=20, seed=3,
     )  # fmt: skip
     return read_screen(sim.adata, features=sim.features)
+
+
+@pytest.fixture(scope="session")
+def default_step():
+    """A factory: ``(net, module, episode)`` for one training step of the default preset with ``overrides``.
+
+    The net is fresh (front end fitted on the training knockouts of the small default simulated screen); the
+    episode is step 0's, so a test can call ``module.compute(episode)`` and backpropagate one loss term.
+    """
+    from dataclasses import replace
+
+    import numpy as np
+
+    from perturbscore.datasets import synthetic_perturb_seq
+    from perturbscore.train import model_config_for, preset, split_perturbations
+    from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
+    from perturbscore.train._loop import build_net
+    from perturbscore.train._module import StatisticModule
+
+    sim = synthetic_perturb_seq(seed=0)
+    screen = read_screen(sim.adata, features=sim.features)
+
+    def make(**overrides):  # noqa: ANN003, ANN202
+        cfg, over = preset("default")
+        cfg = replace(cfg, **overrides)
+        net = build_net(model_config_for(screen, cfg, **over), seed=0)
+        split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
+        fit_front_end(net.front, screen, split.train, n_cells=2000, seed=0)
+        sampler = make_sampler(screen, split.train, input_taker(net.front, screen), config=cfg,
+                               target_pool=screen.proportions, schedule=schedule_of(cfg), target_noise=0.05,
+                               features=cfg.use_recognizer)  # fmt: skip
+        return net, StatisticModule(net, cfg), sampler.sample(0, np.random.default_rng(0))
+
+    return make

@@ -77,30 +77,10 @@ def test_the_default_uses_the_loss_and_older_and_seed_configs_do_not() -> None:
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.3])
-def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: float) -> None:
+def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: float, default_step) -> None:  # noqa: ANN001
     """The term is computed on G's part of the reference statistic and reaches G, not f (f is trained by the rest)."""
-    from dataclasses import replace
-
-    import numpy as np
-
-    from perturbscore.datasets import synthetic_perturb_seq
-    from perturbscore.io import read_screen
-    from perturbscore.train import model_config_for, preset, split_perturbations
-    from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
-    from perturbscore.train._loop import build_net
-    from perturbscore.train._module import StatisticModule
-
-    sim = synthetic_perturb_seq(seed=0)
-    screen = read_screen(sim.adata, features=sim.features)
-    cfg, over = preset("default")
-    cfg = replace(cfg, logratio_weight=weight, n_train=10, n_val=2)
-    net = build_net(model_config_for(screen, cfg, **over), seed=0)
-    split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
-    fit_front_end(net.front, screen, split.train, n_cells=2000, seed=0)
-    sampler = make_sampler(screen, split.train, input_taker(net.front, screen), config=cfg,
-                           target_pool=screen.proportions, schedule=schedule_of(cfg), target_noise=0.05,
-                           features=cfg.use_recognizer)  # fmt: skip
-    terms = StatisticModule(net, cfg).compute(sampler.sample(0, np.random.default_rng(0))).terms
+    net, module, episode = default_step(logratio_weight=weight, n_train=10, n_val=2)
+    terms = module.compute(episode).terms
     if weight == 0:
         assert "logratio_loss" not in terms
         return

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-import numpy as np
 import pytest
 import torch
 
@@ -35,27 +32,10 @@ def test_collapsing_the_statistic_is_not_a_minimum() -> None:
 
 
 @pytest.mark.parametrize("scope", ["mixer", "all"])
-def test_stability_grad_scope(scope: str) -> None:
+def test_stability_grad_scope(scope: str, default_step) -> None:  # noqa: ANN001
     """``stability_grad="mixer"`` trains G only: f's weights get no gradient from the stability loss."""
-    from perturbscore.datasets import synthetic_perturb_seq
-    from perturbscore.io import read_screen
-    from perturbscore.train import model_config_for, preset, split_perturbations
-    from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
-    from perturbscore.train._loop import build_net
-    from perturbscore.train._module import StatisticModule
-
-    sim = synthetic_perturb_seq(seed=0)
-    screen = read_screen(sim.adata, features=sim.features)
-    cfg, over = preset("default")
-    cfg = replace(cfg, stability_weight=0.5, stability_grad=scope, n_train=6, n_val=2)
-    net = build_net(model_config_for(screen, cfg, **over), seed=0)
-    split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
-    fit_front_end(net.front, screen, split.train, n_cells=2000, seed=0)
-    sampler = make_sampler(screen, split.train, input_taker(net.front, screen), config=cfg,
-                           target_pool=screen.proportions, schedule=schedule_of(cfg), target_noise=0.05,
-                           features=cfg.use_recognizer)  # fmt: skip
-    module = StatisticModule(net, cfg)
-    module.compute(sampler.sample(0, np.random.default_rng(0))).terms["stability_loss"].backward()
+    net, module, episode = default_step(stability_weight=0.5, stability_grad=scope, n_train=6, n_val=2)
+    module.compute(episode).terms["stability_loss"].backward()
     f_grad = net.encoder.weight.grad
     g_grad = [p.grad for p in net.mixer.parameters() if p.grad is not None]
     assert g_grad
