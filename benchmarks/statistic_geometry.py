@@ -11,6 +11,8 @@ prints four things:
 - each principal direction's share of the between-knockout variance of ``G``'s part;
 - the correlation of the first three directions with the true state shares and effects;
 - the knockouts furthest from the median, in multiples of the median distance;
+- the share of ``G``'s part's spread across knockouts that an affine map of the true log-ratio mix explains
+  (in-sample least squares; what the log-ratio geometry loss of session 11 asks to be high);
 - the leave-one-out R² over all knockouts of the shipped ridge ``T`` (all-gene basis) fitted to ``G``'s
   part, to its first direction, and to oracle targets (effects, clr, true mix).
 """
@@ -57,6 +59,12 @@ def main() -> None:
     for i in np.argsort(-dist)[:6]:
         role = "train" if kos[i] in split["train"] else "val" if kos[i] in split["val"] else "test"
         print(f"  {kos[i]} ({role}): {dist[i] / med:.1f}x the median distance, |z| {np.linalg.norm(z[i]):.2f}")
+    clr = oracles["log-ratio mix (clr)"]
+    design = np.c_[clr - clr.mean(0)]
+    resid = centred - design @ np.linalg.lstsq(design, centred, rcond=None)[0]
+    print(
+        f"share of the spread explained by an affine map of the true log-ratio mix: {1 - (resid**2).sum() / (centred**2).sum():.3f}"
+    )
     feats = torch.from_numpy(screen.feature_block(kos))
     new_t = ridge_t_factory(torch.from_numpy(screen.features.values))
     targets = {"G's part of the statistic": s, "its first direction": scores[:, :1]} | oracles

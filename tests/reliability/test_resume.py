@@ -134,6 +134,23 @@ def test_resume_refuses_another_architecture(sim_dir: Path, tmp_path: Path) -> N
     fit(sim_dir / "screen.h5ad", resume=True, mix_channel=False, **kw)  # the original architecture resumes
 
 
+def test_resume_refuses_a_run_saved_before_a_training_option_existed(sim_dir: Path, tmp_path: Path) -> None:
+    """A run saved before the log-ratio loss was trained without it: it resumes only without it, never with it."""
+    from perturbscore.tl import fit
+
+    run = tmp_path / "run"
+    kw = {"out": run, "max_steps": 4, "steps_per_epoch": 2, "progress": False, "use_recognizer": False}
+    fit(sim_dir / "screen.h5ad", logratio_weight=0.0, **kw)
+    cfg = json.loads((run / "config.json").read_text())
+    del cfg["train"]["logratio_weight"]  # as written before the option existed
+    (run / "config.json").write_text(json.dumps(cfg))
+    before = (run / "config.json").read_text()
+    with pytest.raises(RunError, match="logratio_weight: 0.0 -> 0.3"):
+        fit(sim_dir / "screen.h5ad", resume=True, **kw)
+    assert (run / "config.json").read_text() == before
+    fit(sim_dir / "screen.h5ad", resume=True, logratio_weight=0.0, **kw)  # the original settings resume
+
+
 # -- atomic writes -------------------------------------------------------------------------
 def test_atomic_path_failure_keeps_previous_file(tmp_path: Path) -> None:
     """An exception mid-write leaves the previous file intact and no temp file behind."""

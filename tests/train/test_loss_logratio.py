@@ -55,8 +55,18 @@ def test_gradient_reaches_the_statistic_and_too_few_perturbations_give_zero() ->
     logratio_loss(stat, q).backward()
     assert stat.grad is not None
     assert float(stat.grad.abs().sum()) > 0
-    few = logratio_loss(stat[:6], q[:6])  # 6 points, C = 5: one residual degree of freedom, nothing to measure
-    assert float(few) == 0.0
+    assert float(logratio_loss(stat.detach()[:5], q[:5])) == 0.0  # 5 points, C = 5 parameters: an exact fit
+    assert float(logratio_loss(stat.detach()[:6], q[:6])) > 0.0
+
+
+def test_a_constant_or_far_off_statistic_is_handled_in_float32() -> None:
+    """No spread: nothing to charge; a statistic far from the origin gives the same loss as the centred one."""
+    q = _mixes()
+    g = torch.Generator().manual_seed(5)
+    stat = torch.randn(40, 4, generator=g)
+    assert float(logratio_loss(torch.full((40, 4), 7.0), q.float())) == 0.0
+    far, near = logratio_loss(1e-2 * stat + 10.0, q.float()), logratio_loss(stat, q.float())
+    torch.testing.assert_close(far, near, rtol=1e-3, atol=0.0)  # (float32 holds 1e-2 * stat + 10 to ~1e-6)
 
 
 def test_negative_logratio_weight_is_refused() -> None:
@@ -83,9 +93,18 @@ def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: fl
     terms = module.compute(episode).terms
     if weight == 0:
         assert "logratio_loss" not in terms
+        assert float(terms["pred_loss"].detach()) > 0  # the step ran; only this term is absent
         return
     loss = terms["logratio_loss"]
     assert 0.0 < float(loss.detach()) < 1.0
     loss.backward()
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.mixer.parameters())
+    assert net.encoder.weight.grad is None or float(net.encoder.weight.grad.abs().sum()) == 0.0
+
+
+def test_without_the_stability_loss_the_loss_still_trains_g_alone(default_step) -> None:  # noqa: ANN001
+    """It reads the reference sample's statistic, whose programs carry no gradient: f is left to the other losses."""
+    net, module, episode = default_step(stability_weight=0.0, select_stability_weight=0.0, n_train=10, n_val=2)
+    module.compute(episode).terms["logratio_loss"].backward()
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.mixer.parameters())
     assert net.encoder.weight.grad is None or float(net.encoder.weight.grad.abs().sum()) == 0.0

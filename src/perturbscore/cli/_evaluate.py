@@ -76,7 +76,11 @@ def reproduce(
     out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds."),
     folds: int = typer.Option(0, "--folds", help="0: the seed's 50/10 split; else k-fold over knockouts."),
-    models: str = typer.Option("", "--models", help="Models to train (default: seed_baseline,full,perturbscore)."),
+    models: str = typer.Option(
+        "",
+        "--models",
+        help="Models to train (default: seed_baseline,full,perturbscore; --ablation: every ablation variant).",
+    ),
     ablation: bool = typer.Option(False, "--ablation", help="Train the ablation variants (docs/ablation.md)."),
     max_steps: int | None = typer.Option(None, "--max-steps", help="Training steps for every model."),
     ks: str = typer.Option("2,5,10,25,60", "--ks", help="Cells per sample to evaluate."),
@@ -97,11 +101,11 @@ def reproduce(
     layer: str | None = LayerOpt,
 ) -> None:
     """Reproduce the seed's Section 3 (baseline model at 60 cells vs full model at ~10) with every baseline."""
-    from ..tl._reproduce import ABLATION, MODELS
+    from ..tl._reproduce import ABLATION, DEFAULT_MODELS, MODELS
     from ..tl._reproduce import reproduce as run_reproduce
 
     variants = ABLATION if ablation else MODELS
-    keys = tuple(m.strip() for m in models.split(",")) if models else tuple(variants)
+    keys = tuple(m.strip() for m in models.split(",")) if models else tuple(variants if ablation else DEFAULT_MODELS)
     bad = [m for m in keys if m not in variants]
     if bad:
         from .._errors import InputError

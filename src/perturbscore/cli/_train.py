@@ -87,8 +87,8 @@ def train(
     logratio_weight: float | None = typer.Option(
         None,
         "--logratio-weight",
-        help="Weight of the loss that keeps G's part of the statistic an affine function of the knockouts' "
-        "log-ratio state mix (the share of its spread such a map leaves unexplained; 0: off).",
+        help="Weight of the loss that keeps G's part of the statistic in line with the knockouts' log-ratio state "
+        "mix: the share of its spread that no affine map of that mix explains (default 0.3; 0: off).",
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     overwrite: bool = OverwriteOpt,

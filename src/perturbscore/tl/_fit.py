@@ -141,11 +141,12 @@ def _check_resume(run_dir: Path, config: TrainConfig, model_config: ModelConfig)
     if not path.exists():
         return
     saved = json.loads(path.read_text())
-    try:  # through from_dict: it knows the defaults of runs saved before a model option existed
+    try:  # through from_dict: it knows the defaults of runs saved before an option existed (trained without it)
         model = ModelConfig.from_dict(saved["model"]).to_dict() if "model" in saved else {}
+        train = TrainConfig.from_dict(saved["train"]).to_dict() if "train" in saved else {}
     except (TypeError, ValueError) as err:
-        raise RunError(f"cannot resume {run_dir}: its config.json has an unreadable model config ({err})") from err
-    stored = saved.get("train", {}) | {f"model.{k}": v for k, v in model.items()}
+        raise RunError(f"cannot resume {run_dir}: its config.json has an unreadable config ({err})") from err
+    stored = train | {f"model.{k}": v for k, v in model.items()}
     new = config.to_dict() | {f"model.{k}": v for k, v in model_config.to_dict().items()}
     diff = sorted(k for k in new if k != "max_steps" and k in stored and stored[k] != new[k])
     if diff:

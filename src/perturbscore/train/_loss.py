@@ -61,26 +61,27 @@ LOGRATIO_FLOOR = 0.02
 
 
 def logratio_loss(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float = LOGRATIO_FLOOR) -> torch.Tensor:
-    """Share of the statistic's spread that no linear map of the log-ratio mix explains: ``1 - R²`` of the fit.
+    """Share of the statistic's spread that no affine map of the log-ratio mix explains: ``1 - R²`` of that fit.
 
     ``stat`` ``(P, m2)`` is each perturbation's statistic, ``proportions`` ``(P, C)`` its state mix ``q(P)``.
-    The centred log-ratio ``clr(q + floor)`` (the mix in compositional, Aitchison, geometry) is regressed on
-    by least squares, ``stat ~ clr B + b``, and the loss is the residual sum of squares over the statistic's
-    spread around its mean. Both scale with the statistic, so shrinking or rescaling it does not lower the
-    loss; bending it does. It is zero when the statistic is an affine function of the log-ratio mix, and it
-    grows when a few perturbations are pushed far out of line with the rest (a heavy tail that sequence
-    features, which move the mix smoothly, cannot follow). ``0`` when there are too few perturbations to fit.
+    The statistic is regressed by least squares on the centred log-ratio ``clr(q + floor)`` (the mix in
+    compositional, Aitchison, geometry), ``stat ~ clr B + b``, and the loss is the residual sum of squares
+    over the statistic's spread around its mean. Rescaling the whole statistic leaves it unchanged, so it
+    does not reward collapse; bending the statistic, e.g. pushing a few perturbations far out of line with
+    the rest (a heavy tail that sequence features, which move the mix smoothly, cannot follow), raises it.
+    Directions of the statistic that the log-ratio mix does not explain are what it charges for, so it does
+    push their spread down; the prediction losses are what keep them where ``H`` needs them. ``0`` when there
+    are no more perturbations than the fit has parameters (``C``).
     """
     n, c = proportions.shape
-    if n <= c + 1:  # an affine map of C - 1 log-ratios fits C points exactly: nothing to measure
+    if n <= c:  # C - 1 log-ratios and an intercept fit C points exactly: nothing to measure
         return stat.new_zeros(())
-    log_q = torch.log(proportions.to(stat.dtype) + floor)
+    log_q = torch.log(proportions.double() + floor)
     clr = log_q - log_q.mean(-1, keepdim=True)
-    x = torch.cat([clr[:, : c - 1], torch.ones_like(clr[:, :1])], -1)  # (P, C): C - 1 log-ratios span the clr
-    proj = x @ torch.linalg.pinv(x)  # (P, P) the hat matrix of the regressors (constant: no gradient)
-    resid = stat - proj @ stat
-    spread = (stat - stat.mean(0, keepdim=True)).pow(2).sum()
-    return resid.pow(2).sum() / spread.clamp_min(1e-12)
+    x = clr[:, : c - 1] - clr[:, : c - 1].mean(0, keepdim=True)  # (P, C - 1), centred: the intercept's part done
+    y = stat.double() - stat.double().mean(0, keepdim=True)  # centred: float64 keeps a far-off statistic exact
+    resid = y - x @ (torch.linalg.pinv(x) @ y)  # (P, m2); the regressors carry no gradient
+    return (resid.pow(2).sum() / y.pow(2).sum().clamp_min(1e-24)).to(stat.dtype)
 
 
 @dataclass

@@ -100,9 +100,10 @@ class StatisticModule(L.LightningModule):
             s_k = stats[2] if only_g else stat
             terms["stability_loss"] = stability_loss(net.mixed(s_k), net.mixed(ref))
             total = total + cfg.stability_weight * terms["stability_loss"]
-        if cfg.logratio_weight > 0:  # G's part kept in line with the log-ratio mix (on the larger sample if trained)
-            src = ref if ref is not None and ref.requires_grad else stat
-            terms["logratio_loss"] = logratio_loss(net.mixed(src), ep.proportions)
+        if cfg.logratio_weight > 0:  # G's part kept in line with the log-ratio mix, on the larger reference sample:
+            # its programs carry no gradient unless stability_grad="all", so by default the loss trains G alone
+            geo = stats[1] if use_ref else stat
+            terms["logratio_loss"] = logratio_loss(net.mixed(geo), ep.proportions)
             total = total + cfg.logratio_weight * terms["logratio_loss"]
         q_hat = net.proportions(used, log_k(ep.k))
         if q_hat is not None and cfg.prop_weight > 0:
