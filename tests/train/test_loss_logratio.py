@@ -86,6 +86,12 @@ def test_the_default_uses_the_loss_and_older_and_seed_configs_do_not() -> None:
         assert preset(name)[0].logratio_weight == 0.0
 
 
+def _assert_trains_g_alone(net) -> None:  # noqa: ANN001
+    """After a backward pass: some of G's (the mixer's) parameters got a gradient, f's encoder none."""
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.mixer.parameters())
+    assert net.encoder.weight.grad is None or float(net.encoder.weight.grad.abs().sum()) == 0.0
+
+
 @pytest.mark.parametrize("weight", [0.0, 0.3])
 def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: float, default_step) -> None:  # noqa: ANN001
     """The term is computed on G's part of the reference statistic and reaches G, not f (f is trained by the rest)."""
@@ -98,13 +104,11 @@ def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: fl
     loss = terms["logratio_loss"]
     assert 0.0 < float(loss.detach()) < 1.0
     loss.backward()
-    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.mixer.parameters())
-    assert net.encoder.weight.grad is None or float(net.encoder.weight.grad.abs().sum()) == 0.0
+    _assert_trains_g_alone(net)
 
 
 def test_without_the_stability_loss_the_loss_still_trains_g_alone(default_step) -> None:  # noqa: ANN001
     """It reads the reference sample's statistic, whose programs carry no gradient: f is left to the other losses."""
     net, module, episode = default_step(stability_weight=0.0, select_stability_weight=0.0, n_train=10, n_val=2)
     module.compute(episode).terms["logratio_loss"].backward()
-    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.mixer.parameters())
-    assert net.encoder.weight.grad is None or float(net.encoder.weight.grad.abs().sum()) == 0.0
+    _assert_trains_g_alone(net)
