@@ -7,7 +7,10 @@ window bump at its initial value. It is fitted on the training knockouts to thre
 
 - the simulator's true effects ``z``, which the features encode;
 - the centred log-ratio of the true state mix;
-- the true mix itself.
+- the true mix itself;
+and, since session 12, to two quantities any statistic of a knockout's own cells inherits the sampling noise
+of (a knockout with 20 cells shows 20 draws from its mix): its label mix ``q(P)`` over all its labelled cells,
+and that mix's centred log-ratio ``clr(q(P) + 0.02)``, the log-ratio loss's target (``train._loss``).
 
 Scores are ``rec_r2``, the metric ``reproduce`` reports. Two protocols are run:
 
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 from _util import eval_screen_from_args, oracle_targets, ridge_t_factory
 
+from perturbscore._constants import LOGRATIO_FLOOR
 from perturbscore.tl._metrics import recognition_r2
 from perturbscore.tl._reproduce import kfold_splits
 from perturbscore.train import split_perturbations
@@ -57,6 +61,10 @@ def main() -> None:
     feats = torch.from_numpy(screen.feature_block(kos))
     new_t = ridge_t_factory(torch.from_numpy(screen.features.values))
     targets = oracle_targets(sim, screen, kos)
+    labels = screen.proportions[[screen.index_of(g) for g in kos]]  # q(P): each knockout's label mix
+    log_labels = np.log(labels + LOGRATIO_FLOOR)
+    targets["label log-ratio mix, clr(q(P) + 0.02)"] = log_labels - log_labels.mean(1, keepdims=True)
+    targets["label mix q(P)"] = labels
 
     def ids(split_names: list[str]) -> list[int]:
         return [at[g] for g in split_names if g in at]

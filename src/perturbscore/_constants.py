@@ -28,3 +28,8 @@ KEYS = _Keys()
 #: sequence embeddings for far more genes than were knocked out (every gene they may want to score), and the
 #: ridge ``T``'s feature basis and the PCR baseline learn from those genes' features (never their labels).
 EVAL_UNSEEN_GENES = 2_000
+
+#: Floor added to every state's share before a log-ratio of a state mix (the log-ratio geometry loss,
+#: ``train._loss.logratio_loss``, and ``ModelConfig.mixer_logratio``): about half a cell of a 25-cell knockout,
+#: so a state with no cells gets a finite log-ratio instead of minus infinity.
+LOGRATIO_FLOOR = 0.02

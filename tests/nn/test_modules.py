@@ -187,6 +187,30 @@ def test_mix_channel_is_the_mean_state_posterior(cells: sp.csr_matrix) -> None:
     torch.testing.assert_close(net.statistic(prog[perm], seg[perm], 3), stat, atol=1e-5, rtol=1e-5)
 
 
+def test_mixer_logratio_feeds_g_the_log_ratio_of_the_decoded_mix(cells: sp.csr_matrix) -> None:
+    """``mixer_logratio`` (session 12, off): G reads the mean programs and clr(mean posterior + 0.02)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(n_genes=120, n_states=5, n_components=16, mix_channel=True, mixer_logratio=True)
+    net = PerturbationStatistic(cfg)
+    net.front.fit(cells)
+    prog = net.programs(net.front.transform(cells))
+    seg = torch.arange(60) // 20
+    stat = net.statistic(prog, seg, 3)
+    assert stat.shape == (3, cfg.stat_dim)
+    mix = segment_mean(torch.softmax(net.state_classifier(prog), dim=-1), seg, 3)
+    log_q = torch.log(mix + 0.02)
+    tokens = torch.cat([segment_mean(prog, seg, 3), log_q - log_q.mean(-1, keepdim=True)], dim=-1)
+    torch.testing.assert_close(stat[:, : cfg.n_stat], net.mixer(tokens))
+    torch.testing.assert_close(stat[:, cfg.n_stat :], mix)
+    perm = np.random.default_rng(1).permutation(60)
+    torch.testing.assert_close(net.statistic(prog[perm], seg[perm], 3), stat, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="mixer_logratio"):
+        ModelConfig(n_genes=10, n_states=3, mix_channel=False, mixer_logratio=True)
+    old = ModelConfig(n_genes=10, n_states=3).to_dict()
+    old.pop("mixer_logratio")  # saved before session 12
+    assert ModelConfig.from_dict(old).mixer_logratio is False
+
+
 def test_mix_channel_decoded_mix_moves_from_statistic_to_cells_with_k() -> None:
     torch.manual_seed(0)
     head = StructuredDistanceHead(6, 4, mix_channel=True)

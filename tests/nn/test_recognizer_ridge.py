@@ -271,3 +271,30 @@ def test_subsampled_moving_average_still_learns_the_map() -> None:
 def test_rec_subsample_outside_zero_one_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="rec_subsample"):
         TrainConfig(rec_subsample=share)
+
+
+# fit_predict(rate=..., reselect=...): how a fit enters the stored read-out (benchmarks/refit_effect.py)
+
+
+def test_rate_sets_the_new_fits_weight_in_the_read_out() -> None:
+    feats, y = _linear_genes(40, seed=6, noise=0.3)[:2]
+    y2 = y + torch.randn(y.shape, generator=torch.Generator().manual_seed(7))
+    test_f = _linear_genes(50, seed=8)[0]
+    first, _ = _fit_sub(feats, y)
+    second, _ = _fit_sub(feats, y2)
+    mixed, _ = _fit_sub(feats, y)
+    mixed.fit_predict(feats, y2, rate=0.25)  # not the recognizer's ema (0.1)
+    with torch.no_grad():
+        torch.testing.assert_close(mixed(test_f), 0.75 * first(test_f) + 0.25 * second(test_f))
+
+
+def test_reselect_false_keeps_the_stored_penalty() -> None:
+    feats, y = _linear_genes(40, seed=9, noise=0.05)[:2]
+    noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(10))  # asks for a much larger penalty
+    kept, _ = _fit_sub(feats, y)
+    alpha = kept.alpha.clone()
+    kept.fit_predict(feats, noise, reselect=False)
+    torch.testing.assert_close(kept.alpha, alpha)
+    chosen, _ = _fit_sub(feats, y)
+    chosen.fit_predict(feats, noise)  # without a basis the penalty is chosen at every fit
+    assert float(chosen.alpha.min()) > float(alpha.max())

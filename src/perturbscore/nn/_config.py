@@ -68,6 +68,12 @@ class ModelConfig:
     stat_radius
         ``rho`` of the radial activation, ``u rho asinh(|u| / rho) / |u|``: lengths well below it pass nearly
         unchanged, longer ones grow like their logarithm (default 4; docs/ablation.md, session 8, compares 1).
+    mixer_logratio
+        ``G`` also reads the centred log-ratio of the cells' mean decoded state posterior (the mix channel),
+        ``clr(mean_x softmax(A f(x)) + 0.02)``, as ``n_states`` more tokens beside the ``n_programs`` mean
+        activities (needs :attr:`mix_channel`). The mean of ``f`` moves linearly with the state mix; the
+        log-ratio is the mix's geometry that sequence effects move linearly. Off: tried in session 12 and not
+        adopted (it lowered the 15k screen's 5-fold recognition R²; ``docs/ablation.md``, session 12).
     """
 
     n_genes: int
@@ -94,6 +100,7 @@ class ModelConfig:
     mix_channel: bool = True
     stat_activation: Literal["identity", "tanh", "radial"] = "radial"
     stat_radius: float = 4.0
+    mixer_logratio: bool = False
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:
@@ -115,6 +122,11 @@ class ModelConfig:
             raise InputError(
                 "mix_channel needs the state classifier and the structured head; turn it off with "
                 "mix_channel=False (--no-mix-channel) or keep state_classifier=True, head='structured'"
+            )
+        if self.mixer_logratio and not self.mix_channel:
+            raise InputError(
+                "mixer_logratio needs the mix channel (G reads the log-ratio of the cells' decoded mix); turn on "
+                "mix_channel or leave mixer_logratio off"
             )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
@@ -153,5 +165,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
         # fields a model saved before they existed lacks: the mix channel (session 4), the statistic's activation
-        # (session 7) and the radial activation's radius (session 8, when 1 was the only radius)
-        return cls(**({"mix_channel": False, "stat_activation": "identity", "stat_radius": 1.0} | data))
+        # (session 7), the radial activation's radius
+        # (session 8, when 1 was the only radius); G reading the decoded mix's log-ratio (session 12)
+        legacy = {"mix_channel": False, "stat_activation": "identity", "stat_radius": 1.0, "mixer_logratio": False}
+        return cls(**(legacy | data))

@@ -231,6 +231,8 @@ class SequenceRecognizer(nn.Module):
         blocks: tuple[int, ...] | None = None,
         robust: float = 0.0,
         subsample: float = 0.0,
+        rate: float | None = None,
+        reselect: bool = True,
     ) -> torch.Tensor:
         """Ridge head, training: fit on ``(P, W, D)`` features and ``(P, m2)`` targets; leave-one-out predictions.
 
@@ -253,6 +255,8 @@ class SequenceRecognizer(nn.Module):
         reproducible) into the stored read-out instead of the full fit: the moving average then averages fits
         to different subsets (subagging), which steadies what ``T`` predicts for unseen genes; with fewer than
         6 genes the full fit is kept. The returned leave-one-out predictions are the full fit's either way.
+        ``rate`` is the new fit's weight in the moving average (``None``: :attr:`ema`, and 1 for the first fit);
+        ``reselect=False`` keeps the stored rank and penalty even when the schedule would choose them again.
         """
         if self.head != "ridge":
             raise RuntimeError("fit_predict is for the ridge head; the MLP head is trained by gradient")
@@ -275,7 +279,8 @@ class SequenceRecognizer(nn.Module):
         d = xs.shape[1]
         xp = xs @ self.basis if self.has_basis else xs  # (P, D): coordinates in the all-gene basis
         ranks = candidate_ranks(d) if self.has_basis else [d]
-        reselect = len(ranks) == 1 or int(self.n_fits) % RESELECT_EVERY == 0  # else keep the last (moves slowly)
+        # chosen again every RESELECT_EVERY fits (the choice moves slowly); reselect=False keeps the stored one
+        reselect = reselect and (len(ranks) == 1 or int(self.n_fits) % RESELECT_EVERY == 0)
         if reselect:
             self._select(xp.detach(), yc, ranks, blocks)
         weights = None
@@ -296,7 +301,8 @@ class SequenceRecognizer(nn.Module):
                 kept = int(self.rank.max())
                 coef = self.basis[:, :kept] @ coef[:kept]
             self.last_weights_ = torch.ones(n) if weights is None else weights.detach()
-            rate = 1.0 if int(self.n_fits) == 0 else self.ema
+            if rate is None:
+                rate = 1.0 if int(self.n_fits) == 0 else self.ema
             for buf, new in (
                 (self.feat_mean, mean),
                 (self.feat_sd, sd),

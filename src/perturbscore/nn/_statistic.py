@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 
+from .._constants import LOGRATIO_FLOOR
 from ._config import ModelConfig
 from ._frontend import FrontEnd
 from ._head import DistanceHead, StructuredDistanceHead
@@ -31,8 +32,9 @@ class PerturbationStatistic(nn.Module):
         self.config = config
         self.front = FrontEnd(config)
         self.encoder = ProgramEncoder(config.n_inputs, config.n_programs)
+        n_tokens = config.n_programs + (config.n_states if config.mixer_logratio else 0)  # G's input tokens
         self.mixer = ProgramMixer(
-            config.n_programs, config.n_stat, d_model=config.d_model, n_heads=config.n_heads,
+            n_tokens, config.n_stat, d_model=config.d_model, n_heads=config.n_heads,
             activation=config.stat_activation, radius=config.stat_radius,
         )  # fmt: skip
         if config.head == "attention":
@@ -76,7 +78,11 @@ class PerturbationStatistic(nn.Module):
     def pool(self, means: torch.Tensor) -> torch.Tensor:
         """The statistic from per-set means of :meth:`cell_summary`: ``G`` on the programs' part, the mix kept."""
         m1 = self.config.n_programs
-        stat = self.mixer(means[:, :m1])
+        tokens = means[:, :m1]
+        if self.config.mixer_logratio:  # G also reads the log-ratio of the decoded mix (its C entries after f's)
+            log_q = torch.log(means[:, m1:] + LOGRATIO_FLOOR)
+            tokens = torch.cat([tokens, log_q - log_q.mean(-1, keepdim=True)], dim=-1)
+        stat = self.mixer(tokens)
         return stat if means.shape[1] == m1 else torch.cat([stat, means[:, m1:]], dim=-1)
 
     def statistic(self, programs: torch.Tensor, segments: torch.Tensor, n_sets: int) -> torch.Tensor:
@@ -133,6 +139,8 @@ class PerturbationStatistic(nn.Module):
         per_part: bool = False,
         robust: float = 0.0,
         subsample: float = 0.0,
+        rate: float | None = None,
+        reselect: bool = True,
     ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
@@ -141,12 +149,23 @@ class PerturbationStatistic(nn.Module):
         winsorises the targets' ``G`` part for a closed-form head (:meth:`SequenceRecognizer.fit_predict`);
         ``per_part`` lets it choose its rank and penalty for ``G``'s part and the mix channel apart; ``robust``
         down-weights knockouts that ``T`` predicts badly (Huber weights on ``G``'s part); ``subsample`` folds a fit
-        to a random share of the knockouts into the stored read-out instead of the full fit.
+        to a random share of the knockouts into the stored read-out instead of the full fit; ``rate`` is
+        that fit's weight in the stored read-out's moving average (``None``: the recognizer's own);
+        ``reselect=False`` keeps the stored rank and penalty.
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
             m2, width = self.config.n_stat, target.shape[1]
             blocks = (m2, width - m2) if per_part and width > m2 else None
             return self.recognizer.fit_predict(
-                features, target, rows, clip=clip, clip_dims=m2, blocks=blocks, robust=robust, subsample=subsample
+                features,
+                target,
+                rows,
+                clip=clip,
+                clip_dims=m2,
+                blocks=blocks,
+                robust=robust,
+                subsample=subsample,
+                rate=rate,
+                reselect=reselect,
             )
         return self.recognize(features, rows)

@@ -32,6 +32,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-logratio": ("default", {"logratio_weight": 0.0}),  # no log-ratio geometry loss (= session-10 default)
     "default_logratio_0.15": ("default", {"logratio_weight": 0.15}),  # session 11's 5-fold weight sweep
     "default_logratio_0.5": ("default", {"logratio_weight": 0.5}),  # (docs/ablation.md, session 11)
+    "default+mixer_logratio": ("default", {"mixer_logratio": True}),  # G also reads the clr of the decoded mix
     "default_logratio_1.0": ("default", {"logratio_weight": 1.0}),  # the geometry loss at weight 1 (not 0.3)
     "perturbscore": ("default", {}),
 }

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .._constants import LOGRATIO_FLOOR
+
 
 def prediction_loss(pred: torch.Tensor, true: torch.Tensor, kind: str) -> torch.Tensor:
     """Mean L1, MSE or Huber (delta 0.05 on the TV scale) between predicted and true distances."""
@@ -53,11 +55,6 @@ def stability_loss(stat: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     within = (stat - reference).pow(2).sum(-1).mean()
     between = (reference - reference.mean(0, keepdim=True)).pow(2).sum(-1).mean().clamp_min(1e-8)
     return within / between
-
-
-#: Floor added to every state's share before the log-ratio in :func:`logratio_loss` (about half a cell of a
-#: 25-cell knockout): a state with no cells gets a finite log-ratio instead of minus infinity.
-LOGRATIO_FLOOR = 0.02
 
 
 def logratio_loss(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float = LOGRATIO_FLOOR) -> torch.Tensor:
