@@ -165,7 +165,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
         # fields a model saved before they existed lacks: the mix channel (session 4), the statistic's activation
-        # (session 7), the radial activation's radius
-        # (session 8, when 1 was the only radius); G reading the decoded mix's log-ratio (session 12)
+        # (session 7), the radial activation's radius (session 8, when 1 was the only radius) and G reading the
+        # decoded mix's log-ratio (session 12)
         legacy = {"mix_channel": False, "stat_activation": "identity", "stat_radius": 1.0, "mixer_logratio": False}
         return cls(**(legacy | data))

@@ -18,6 +18,12 @@ from ._programs import ProgramEncoder
 from ._recognition import SequenceRecognizer
 
 
+def centred_log_ratio(mix: torch.Tensor, floor: float = LOGRATIO_FLOOR) -> torch.Tensor:
+    """``clr(mix + floor)`` over the last axis: the log of each share, floored, minus the mean log share."""
+    log_q = torch.log(mix + floor)
+    return log_q - log_q.mean(-1, keepdim=True)
+
+
 class PerturbationStatistic(nn.Module):
     """``s(P) = G(mean_{x in P} f(x))``, the head ``H(s, Q)`` and the recognizer ``T(g)``.
 
@@ -80,8 +86,7 @@ class PerturbationStatistic(nn.Module):
         m1 = self.config.n_programs
         tokens = means[:, :m1]
         if self.config.mixer_logratio:  # G also reads the log-ratio of the decoded mix (its C entries after f's)
-            log_q = torch.log(means[:, m1:] + LOGRATIO_FLOOR)
-            tokens = torch.cat([tokens, log_q - log_q.mean(-1, keepdim=True)], dim=-1)
+            tokens = torch.cat([tokens, centred_log_ratio(means[:, m1:])], dim=-1)
         stat = self.mixer(tokens)
         return stat if means.shape[1] == m1 else torch.cat([stat, means[:, m1:]], dim=-1)
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .._constants import LOGRATIO_FLOOR
+from ..nn._statistic import centred_log_ratio
 
 
 def prediction_loss(pred: torch.Tensor, true: torch.Tensor, kind: str) -> torch.Tensor:
@@ -73,8 +74,7 @@ def logratio_loss(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float
     n, c = proportions.shape
     if n <= c:  # C - 1 log-ratios and an intercept fit C points exactly: nothing to measure
         return stat.new_zeros(())
-    log_q = torch.log(proportions.double() + floor)
-    clr = log_q - log_q.mean(-1, keepdim=True)
+    clr = centred_log_ratio(proportions.double(), floor)
     x = clr[:, : c - 1] - clr[:, : c - 1].mean(0, keepdim=True)  # (P, C - 1), centred: the intercept's part done
     y = stat.double() - stat.double().mean(0, keepdim=True)  # centred: float64 keeps a far-off statistic exact
     resid = y - x @ (torch.linalg.pinv(x) @ y)  # (P, m2); the regressors carry no gradient
