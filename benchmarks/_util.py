@@ -84,3 +84,20 @@ def ridge_t_factory(all_features: Any) -> Any:
         return rec
 
     return make
+
+
+def report_row(scores: dict[str, list[float]], label: str, row: dict[str, float]) -> None:
+    """Print one run's ``row`` of R² values as a line and add them to ``scores`` (name -> values over runs)."""
+    for name, value in row.items():
+        scores.setdefault(name, []).append(value)
+    print(f"{label}: " + ", ".join(f"{name} {value:.3f}" for name, value in row.items()), flush=True)
+
+
+def report_table(title: str, scores: dict[str, list[float]]) -> None:
+    """Print a Markdown table of ``scores``: each name's mean, min and max over the runs."""
+    import numpy as np
+
+    runs = len(next(iter(scores.values()), []))
+    print(f"\n| {title} | rec R², mean over {runs} runs | min .. max |\n|---|---|---|")
+    for name, values in scores.items():
+        print(f"| {name} | {np.mean(values):.3f} | {np.min(values):.3f} .. {np.max(values):.3f} |")

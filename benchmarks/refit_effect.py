@@ -25,9 +25,8 @@ import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-from _util import eval_screen_from_args, reference_stats
+from _util import eval_screen_from_args, reference_stats, report_row, report_table
 
 import perturbscore as ps
 from perturbscore.tl._metrics import recognition_r2
@@ -93,13 +92,8 @@ def main() -> None:
             refit(model, feats_train, target, keep, share, bags)
             preds[name] = model.statistic_from_sequence(feats_val)[:, :m2]
             preds[name + " + avg"] = (preds[name] + average) / 2
-        row = {name: recognition_r2(p, truth) for name, p in preds.items()}
-        for name, r2 in row.items():
-            scores.setdefault(name, []).append(r2)
-        print(f"{run.name}: " + ", ".join(f"{name} {r2:.3f}" for name, r2 in row.items()), flush=True)
-    print(f"\n| T read-out | rec R², mean over {len(args.runs)} runs |\n|---|---|")
-    for name, values in scores.items():
-        print(f"| {name} | {np.mean(values):.3f} |")
+        report_row(scores, run.name, {name: recognition_r2(p, truth) for name, p in preds.items()})
+    report_table("T read-out", scores)
 
 
 if __name__ == "__main__":

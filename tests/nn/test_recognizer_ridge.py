@@ -220,7 +220,9 @@ def test_robust_fit_discounts_an_unpredictable_gene_but_not_a_predictable_extrem
 # The subsampled read-out (fit_predict(subsample=...), TrainConfig.rec_subsample)
 
 
-def _fit_sub(feats: torch.Tensor, y: torch.Tensor, **kwargs: float) -> tuple[SequenceRecognizer, torch.Tensor]:
+def _fit_sub(
+    feats: torch.Tensor, y: torch.Tensor, **kwargs: float | torch.Tensor
+) -> tuple[SequenceRecognizer, torch.Tensor]:
     rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
     loo = rec.fit_predict(feats, y, **kwargs)
     return rec, loo
@@ -298,3 +300,30 @@ def test_reselect_false_keeps_the_stored_penalty() -> None:
     chosen, _ = _fit_sub(feats, y)
     chosen.fit_predict(feats, noise)  # without a basis the penalty is chosen at every fit
     assert float(chosen.alpha.min()) > float(alpha.max())
+
+
+# fit_predict(sample_weight=...): knockouts weighted in the fit (benchmarks/recognition_probes.py)
+
+
+def test_sample_weight_near_zero_leaves_a_corrupted_gene_out_of_the_fit() -> None:
+    feats, y = _linear_genes(30, seed=11, noise=0.1)[:2]
+    test_f = _linear_genes(50, seed=12)[0]
+    bad = y.clone()
+    bad[0] += 50.0  # one gene's statistic far off
+    without, _ = _fit_sub(feats[1:], y[1:])
+    weight = torch.ones(30)
+    weight[0] = 1e-9
+    weighted, _ = _fit_sub(feats, bad, sample_weight=weight)
+    plain, _ = _fit_sub(feats, bad)
+    with torch.no_grad():
+        off = (weighted(test_f) - without(test_f)).abs().max()
+        steered = (plain(test_f) - without(test_f)).abs().max()
+    assert steered > 1.0  # unweighted, the corrupted gene moves the read-out
+    assert off < 0.02 * steered  # weighted almost to zero, it is as good as left out
+
+
+@pytest.mark.parametrize("weight", [torch.ones(29), -torch.ones(30), torch.zeros(30)])
+def test_sample_weight_must_be_one_positive_weight_per_gene(weight: torch.Tensor) -> None:
+    feats, y = _linear_genes(30, seed=13)[:2]
+    with pytest.raises(ValueError, match="sample_weight"):
+        _fit_sub(feats, y, sample_weight=weight)

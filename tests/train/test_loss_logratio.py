@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from perturbscore.train import TrainConfig
-from perturbscore.train._loss import LOGRATIO_FLOOR, logratio_loss
+from perturbscore.train._loss import LOGRATIO_FLOOR, logratio_loss, logratio_part
 
 
 def _mixes(n: int = 40, c: int = 5, seed: int = 0) -> torch.Tensor:
@@ -112,3 +112,49 @@ def test_without_the_stability_loss_the_loss_still_trains_g_alone(default_step) 
     net, module, episode = default_step(stability_weight=0.0, select_stability_weight=0.0, n_train=10, n_val=2)
     module.compute(episode).terms["logratio_loss"].backward()
     _assert_trains_g_alone(net)
+
+
+# TrainConfig.rec_g_target="logratio": T learns the part of G's statistic that the label log-ratio mix explains
+
+
+def test_the_log_ratio_part_is_the_affine_fit_and_keeps_what_is_already_affine() -> None:
+    q = _mixes()
+    g = torch.Generator().manual_seed(6)
+    affine = _clr(q) @ torch.randn(5, 4, generator=g, dtype=torch.float64) - 2.0
+    torch.testing.assert_close(logratio_part(affine, q), affine)
+    noise = torch.randn(affine.shape, generator=g, dtype=torch.float64)
+    part = logratio_part(affine + noise, q)
+    assert float(logratio_loss(part, q)) < 1e-10  # all of it is explained by the mix
+    rest = affine + noise - part
+    assert float(logratio_loss(rest, q)) > 1 - 1e-10  # none of the remainder is
+    torch.testing.assert_close(rest.mean(0), torch.zeros(4, dtype=torch.float64))  # the fit's intercept is free
+    few = torch.randn(5, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(logratio_part(few, q[:5]), few)  # too few perturbations for a fit: unchanged
+
+
+@pytest.mark.parametrize("target", ["statistic", "logratio"])
+def test_t_is_fitted_to_the_log_ratio_part_of_g_only_when_asked(target: str, default_step) -> None:  # noqa: ANN001
+    net, module, episode = default_step(rec_g_target=target, n_train=20, n_val=2)
+    seen = {}
+    fit = net.recognize_fit
+
+    def spy(features, y, rows, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        seen["y"], seen["rows"] = y.detach().clone(), rows
+        return fit(features, y, rows, **kwargs)
+
+    net.recognize_fit = spy
+    module.compute(episode)
+    m2 = net.config.n_stat
+    y, props = seen["y"], episode.proportions[seen["rows"]]
+    unexplained = float(logratio_loss(y[:, :m2], props))
+    if target == "statistic":
+        assert unexplained > 1e-3  # the reference statistic itself: not all of it is affine in the mix
+    else:
+        assert unexplained < 1e-8
+    assert y.shape[1] > m2  # the mix channel follows, untouched: mean posteriors, each summing to 1
+    assert float(y[:, m2:].sum(-1).sub(1).abs().max()) < 1e-4
+
+
+def test_a_bad_rec_g_target_is_refused() -> None:
+    with pytest.raises(ValueError, match="rec_g_target"):
+        TrainConfig(rec_g_target="labels")

@@ -233,6 +233,7 @@ class SequenceRecognizer(nn.Module):
         subsample: float = 0.0,
         rate: float | None = None,
         reselect: bool = True,
+        sample_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Ridge head, training: fit on ``(P, W, D)`` features and ``(P, m2)`` targets; leave-one-out predictions.
 
@@ -257,6 +258,8 @@ class SequenceRecognizer(nn.Module):
         6 genes the full fit is kept. The returned leave-one-out predictions are the full fit's either way.
         ``rate`` is the new fit's weight in the moving average (``None``: :attr:`ema`, and 1 for the first fit);
         ``reselect=False`` keeps the stored rank and penalty even when the schedule would choose them again.
+        ``sample_weight`` ``(P,)`` weights the genes' squared errors in every fit and choice (the robust weights
+        multiply it), e.g. less for a knockout whose statistic comes from few cells.
         """
         if self.head != "ridge":
             raise RuntimeError("fit_predict is for the ridge head; the MLP head is trained by gradient")
@@ -283,12 +286,18 @@ class SequenceRecognizer(nn.Module):
         reselect = reselect and (len(ranks) == 1 or int(self.n_fits) % RESELECT_EVERY == 0)
         if reselect:
             self._select(xp.detach(), yc, ranks, blocks)
-        weights = None
+        prior = None if sample_weight is None else sample_weight.detach().to(xp.dtype).reshape(-1)
+        if prior is not None and (prior.shape[0] != n or not bool((prior > 0).all())):
+            raise ValueError(f"sample_weight must be {n} positive weights, got shape {tuple(prior.shape)}")
+        weights = prior
+        if prior is not None and reselect:  # the penalty the weighted fit wants
+            self._select(xp.detach(), y, ranks, blocks, weights)
         for _ in range(ROBUST_PASSES if robust > 0 else 0):  # reweighting passes: Huber weights from LOO residuals
             loo, _, _ = _weighted_ridge(xp.detach(), y, self._choices(), weights)
             dims = clip_dims or m
             dist = torch.linalg.vector_norm((y - loo)[:, :dims] / y[:, :dims].std(0).clamp_min(1e-12), dim=1)
             weights = (robust * dist.median() / dist.clamp_min(1e-12)).clamp(max=1.0)
+            weights = weights if prior is None else weights * prior
             if reselect:  # the penalty the weighted fit wants (a discounted outlier no longer asks for shrinkage)
                 self._select(xp.detach(), y, ranks, blocks, weights)
         loo, coef, intercept = _weighted_ridge(xp, y, self._choices(), weights)

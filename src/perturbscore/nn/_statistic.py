@@ -146,6 +146,7 @@ class PerturbationStatistic(nn.Module):
         subsample: float = 0.0,
         rate: float | None = None,
         reselect: bool = True,
+        sample_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
@@ -156,7 +157,8 @@ class PerturbationStatistic(nn.Module):
         down-weights knockouts that ``T`` predicts badly (Huber weights on ``G``'s part); ``subsample`` folds a fit
         to a random share of the knockouts into the stored read-out instead of the full fit; ``rate`` is
         that fit's weight in the stored read-out's moving average (``None``: the recognizer's own);
-        ``reselect=False`` keeps the stored rank and penalty.
+        ``reselect=False`` keeps the stored rank and penalty; ``sample_weight`` ``(P,)`` weights the knockouts
+        in the fit.
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
             m2, width = self.config.n_stat, target.shape[1]
@@ -172,5 +174,6 @@ class PerturbationStatistic(nn.Module):
                 subsample=subsample,
                 rate=rate,
                 reselect=reselect,
+                sample_weight=sample_weight,
             )
         return self.recognize(features, rows)

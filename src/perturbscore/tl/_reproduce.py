@@ -34,6 +34,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "default_logratio_0.5": ("default", {"logratio_weight": 0.5}),  # (docs/ablation.md, session 11)
     "default+mixer_logratio": ("default", {"mixer_logratio": True}),  # G also reads the clr of the decoded mix
     "default_logratio_1.0": ("default", {"logratio_weight": 1.0}),  # the geometry loss at weight 1 (not 0.3)
+    "default+rec_g_logratio": ("default", {"rec_g_target": "logratio"}),  # T learns G's label-log-ratio part
     "perturbscore": ("default", {}),
 }
 
@@ -83,6 +84,7 @@ ABLATION: dict[str, tuple[str, dict[str, Any]]] = {
     "default-logratio": ("default", {"logratio_weight": 0.0}),  # no log-ratio geometry loss (= session-10 default)
     "default_logratio_1.0": ("default", {"logratio_weight": 1.0}),  # the geometry loss at weight 1 (not 0.3)
     "default_logratio_0.1": ("default", {"logratio_weight": 0.1}),  # the geometry loss at weight 0.1 (not 0.3)
+    "default+rec_g_logratio": ("default", {"rec_g_target": "logratio"}),  # T learns G's label-log-ratio part
     "perturbscore": ("default", {}),
 }
 

@@ -111,6 +111,14 @@ class TrainConfig:
         ``"cells"``, the mean state posterior of its reference sample (``rec_reference_k`` cells, as for
         ``G``'s part), or ``"labels"``, its state proportions ``q(P)`` over all its labelled cells (no
         sampling noise).
+    rec_g_target
+        What ``T`` learns for ``G``'s part of a training knockout's statistic: ``"statistic"``, its reference
+        sample's statistic, or ``"logratio"``, the part of it that the knockout's label log-ratio mix explains:
+        the fitted values of the step's least-squares affine fit of the reference statistics on
+        ``clr(q(P) + 0.02)`` over the training knockouts (the fit the log-ratio loss measures). The rest of a
+        knockout's statistic (its few cells' sampling noise, expression that its mix does not explain) is
+        not there for sequence to predict, and fitting it only adds variance to ``T``. Evaluation still
+        scores ``T`` against the statistic itself.
     rec_select
         How the ridge ``T`` chooses its rank and penalty by leave-one-out: ``"joint"``, one choice for every
         output, or ``"per_part"``, one for ``G``'s part and one for the mix channel.
@@ -186,6 +194,7 @@ class TrainConfig:
     feature_basis: bool = True
     rec_target_clip: float = 0.0
     rec_mix_target: Literal["cells", "labels"] = "cells"
+    rec_g_target: Literal["statistic", "logratio"] = "statistic"
     rec_select: Literal["joint", "per_part"] = "joint"
     rec_robust: float = 1.0
     rec_refit_cells: int = 0
@@ -220,6 +229,10 @@ class TrainConfig:
             (
                 self.rec_mix_target in ("cells", "labels"),
                 f"rec_mix_target must be 'cells' or 'labels', not {self.rec_mix_target!r}",
+            ),
+            (
+                self.rec_g_target in ("statistic", "logratio"),
+                f"rec_g_target must be 'statistic' or 'logratio', not {self.rec_g_target!r}",
             ),
             (
                 self.rec_select in ("joint", "per_part"),

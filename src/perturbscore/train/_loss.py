@@ -74,11 +74,30 @@ def logratio_loss(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float
     n, c = proportions.shape
     if n <= c:  # C - 1 log-ratios and an intercept fit C points exactly: nothing to measure
         return stat.new_zeros(())
+    y, resid = _logratio_fit(stat, proportions, floor)
+    return (resid.pow(2).sum() / y.pow(2).sum().clamp_min(1e-24)).to(stat.dtype)
+
+
+def logratio_part(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float = LOGRATIO_FLOOR) -> torch.Tensor:
+    """The part of each perturbation's statistic that the log-ratio mix explains: the affine fit's fitted values.
+
+    The same least-squares fit as :func:`logratio_loss` (``stat ~ clr(q + floor) B + b`` over the ``P``
+    perturbations), returned as ``(P, m2)`` in ``stat``'s dtype; ``stat`` unchanged when there are no more
+    perturbations than the fit has parameters (``C``).
+    """
+    if proportions.shape[0] <= proportions.shape[1]:
+        return stat
+    _, resid = _logratio_fit(stat, proportions, floor)
+    return (stat.double() - resid).to(stat.dtype)
+
+
+def _logratio_fit(stat: torch.Tensor, proportions: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``stat`` centred and the residual of its least-squares affine fit on ``clr(proportions + floor)``, float64."""
+    c = proportions.shape[1]
     clr = centred_log_ratio(proportions.double(), floor)
     x = clr[:, : c - 1] - clr[:, : c - 1].mean(0, keepdim=True)  # (P, C - 1), centred: the intercept's part done
     y = stat.double() - stat.double().mean(0, keepdim=True)  # centred: float64 keeps a far-off statistic exact
-    resid = y - x @ (torch.linalg.pinv(x) @ y)  # (P, m2); the regressors carry no gradient
-    return (resid.pow(2).sum() / y.pow(2).sum().clamp_min(1e-24)).to(stat.dtype)
+    return y, y - x @ (torch.linalg.pinv(x) @ y)  # (P, m2); the regressors carry no gradient
 
 
 @dataclass

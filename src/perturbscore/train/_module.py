@@ -11,7 +11,15 @@ import torch.nn.functional as F
 from ..data._sampling import Episode
 from ..nn import PerturbationStatistic, segment_mean
 from ._config import TrainConfig
-from ._loss import LossOutput, logratio_loss, prediction_loss, recognition_loss, recognition_r2, stability_loss
+from ._loss import (
+    LossOutput,
+    logratio_loss,
+    logratio_part,
+    prediction_loss,
+    recognition_loss,
+    recognition_r2,
+    stability_loss,
+)
 
 
 def log_k(k: torch.Tensor) -> torch.Tensor:
@@ -62,6 +70,9 @@ class StatisticModule(L.LightningModule):
             target = (stat if ref is None else ref if coupled else ref.detach())[has]
             if cfg.rec_mix_target == "labels" and net.config.mix_channel:  # the exact mix, not a sample's
                 target = torch.cat([target[:, : net.config.n_stat], ep.proportions[has].to(target.dtype)], -1)
+            if cfg.rec_g_target == "logratio":  # T learns the part of G's statistic that the label mix explains
+                m2 = net.config.n_stat
+                target = torch.cat([logratio_part(target[:, :m2].detach(), ep.proportions[has]), target[:, m2:]], -1)
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
