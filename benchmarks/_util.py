@@ -61,6 +61,16 @@ def oracle_targets(sim: Any, screen: Any, genes: list[str]) -> dict[str, Any]:
     }
 
 
+def label_clr(screen: Any, genes: list[str]) -> Any:
+    """``clr(q(P) + 0.02)`` of each gene's label mix (the log-ratio loss's target): ``(P, C)`` array."""
+    import torch
+
+    from perturbscore.nn._statistic import centred_log_ratio
+
+    labels = screen.proportions[[screen.index_of(g) for g in genes]]
+    return centred_log_ratio(torch.from_numpy(labels).double()).numpy()
+
+
 def ridge_t_factory(all_features: Any) -> Any:
     """A function ``n_outputs -> SequenceRecognizer``: fresh shipped ridge ``T``s sharing one all-gene basis.
 

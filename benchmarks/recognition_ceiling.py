@@ -32,9 +32,8 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args, oracle_targets, ridge_t_factory
+from _util import eval_screen_from_args, label_clr, oracle_targets, ridge_t_factory
 
-from perturbscore._constants import LOGRATIO_FLOOR
 from perturbscore.tl._metrics import recognition_r2
 from perturbscore.tl._reproduce import kfold_splits
 from perturbscore.train import split_perturbations
@@ -61,10 +60,8 @@ def main() -> None:
     feats = torch.from_numpy(screen.feature_block(kos))
     new_t = ridge_t_factory(torch.from_numpy(screen.features.values))
     targets = oracle_targets(sim, screen, kos)
-    labels = screen.proportions[[screen.index_of(g) for g in kos]]  # q(P): each knockout's label mix
-    log_labels = np.log(labels + LOGRATIO_FLOOR)
-    targets["label log-ratio mix, clr(q(P) + 0.02)"] = log_labels - log_labels.mean(1, keepdims=True)
-    targets["label mix q(P)"] = labels
+    targets["label log-ratio mix, clr(q(P) + 0.02)"] = label_clr(screen, kos)
+    targets["label mix q(P)"] = screen.proportions[[screen.index_of(g) for g in kos]]  # each knockout's label mix
 
     def ids(split_names: list[str]) -> list[int]:
         return [at[g] for g in split_names if g in at]

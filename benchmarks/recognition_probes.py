@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args, oracle_targets, reference_stats, report_row, report_table
+from _util import eval_screen_from_args, label_clr, oracle_targets, reference_stats, report_row, report_table
 
 import perturbscore as ps
-from perturbscore._constants import LOGRATIO_FLOOR
 from perturbscore.tl._metrics import recognition_r2
 
 warnings.filterwarnings("ignore")
@@ -45,6 +44,11 @@ BAGS, SHARE = 20, 0.6
 KAPPAS = (2.0, 5.0, 10.0, 20.0)  # isotropic shrinkage: prior cells' worth
 WIENER = (0.5, 1.0, 2.0)  # Wiener filter: multiple of the within-knockout noise
 WEIGHT_KS = (10.0, 20.0, 40.0)  # T's knockout weights n / (n + kw)
+
+
+def cells_used(screen: ps.io.Screen, genes: list[str]) -> np.ndarray:
+    """How many cells each gene's reference statistic reads (``reference_stats``: up to 1,000)."""
+    return np.array([min(1000, len(screen.cell_index[screen.index_of(g)])) for g in genes], dtype=float)
 
 
 class Run:
@@ -64,8 +68,7 @@ class Run:
         self.stat_val = reference_stats(self.model, screen, self.val)
         self.feat_train = torch.from_numpy(screen.feature_block(self.train))
         self.feat_val = screen.feature_block(self.val)
-        self.n_train = np.array([min(1000, len(screen.cell_index[screen.index_of(g)])) for g in self.train], float)
-        self.n_val = np.array([min(1000, len(screen.cell_index[screen.index_of(g)])) for g in self.val], float)
+        self.n_train, self.n_val = cells_used(screen, self.train), cells_used(screen, self.val)
 
     def refit_r2(self, g_train: np.ndarray, g_val: np.ndarray, *, sample_weight: np.ndarray | None = None) -> float:
         """R² on the validation knockouts of ``T`` refitted to ``g_train`` as ``G``'s part (zero-padded to ``m2``)."""
@@ -87,16 +90,11 @@ class Run:
         self.model.net.recognizer.load_state_dict(self.trained)
 
 
-def label_clr(screen: ps.io.Screen, genes: list[str]) -> np.ndarray:
-    """``clr(q(P) + floor)`` of each knockout's label mix (the log-ratio loss's target)."""
-    log = np.log(screen.proportions[[screen.index_of(g) for g in genes]] + LOGRATIO_FLOOR)
-    return log - log.mean(1, keepdims=True)
-
-
-def in_geometry(x_train: np.ndarray, x_val: np.ndarray, stat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` mapped by its least-squares affine image on the training knockouts' statistics (no intercept kept)."""
-    coef = np.linalg.lstsq(np.c_[x_train, np.ones(len(x_train))], stat, rcond=None)[0][:-1]
-    return x_train @ coef, x_val @ coef
+def affine_fit(x: np.ndarray, stat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares ``stat ~ x B + b``: ``B`` ``(dx, m2)`` and the fitted values ``(P, m2)``."""
+    design = np.c_[x, np.ones(len(x))]
+    coef = np.linalg.lstsq(design, stat, rcond=None)[0]
+    return coef[:-1], design @ coef
 
 
 def probe_geometry(run: Run, sim: object, screen: ps.io.Screen) -> dict[str, float]:
@@ -105,15 +103,15 @@ def probe_geometry(run: Run, sim: object, screen: ps.io.Screen) -> dict[str, flo
     key = "log-ratio mix (clr)"
     true_t, true_v = oracle_targets(sim, screen, run.train)[key], oracle_targets(sim, screen, run.val)[key]
     lab_t, lab_v = label_clr(screen, run.train), label_clr(screen, run.val)
-    fit = np.linalg.lstsq(np.c_[true_t, np.ones(len(true_t))], s_t, rcond=None)[0]
-    resid = s_t - np.c_[true_t, np.ones(len(true_t))] @ fit
+    true_map, true_part = affine_fit(true_t, s_t)  # the statistic's own geometry, read from the training knockouts
+    lab_map, lab_part = affine_fit(lab_t, s_t)
     out = {"statistic": run.refit_r2(s_t, s_v), "true clr": run.refit_r2(true_t, true_v)}
-    out["true clr, stat geometry"] = run.refit_r2(*in_geometry(true_t, true_v, s_t))
+    out["true clr, stat geometry"] = run.refit_r2(true_t @ true_map, true_v @ true_map)
     out["label clr"] = run.refit_r2(lab_t, lab_v)
-    out["label clr, stat geometry"] = run.refit_r2(*in_geometry(lab_t, lab_v, s_t))
-    lab_fit = np.linalg.lstsq(np.c_[lab_t, np.ones(len(lab_t))], s_t, rcond=None)[0]
-    out["T fitted to the stat's label-clr part"] = run.refit_r2(np.c_[lab_t, np.ones(len(lab_t))] @ lab_fit, s_v)
-    out["T fitted to the stat's true-clr part"] = run.refit_r2(s_t - resid, s_v)
+    out["label clr, stat geometry"] = run.refit_r2(lab_t @ lab_map, lab_v @ lab_map)
+    out["T fitted to the stat's label-clr part"] = run.refit_r2(lab_part, s_v)
+    out["T fitted to the stat's true-clr part"] = run.refit_r2(true_part, s_v)
+    resid = s_t - true_part
     out["share of stat spread affine in true clr"] = 1 - (resid**2).sum() / ((s_t - s_t.mean(0)) ** 2).sum()
     return out
 

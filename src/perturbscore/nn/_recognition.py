@@ -284,14 +284,15 @@ class SequenceRecognizer(nn.Module):
         ranks = candidate_ranks(d) if self.has_basis else [d]
         # chosen again every RESELECT_EVERY fits (the choice moves slowly); reselect=False keeps the stored one
         reselect = reselect and (len(ranks) == 1 or int(self.n_fits) % RESELECT_EVERY == 0)
-        if reselect:
-            self._select(xp.detach(), yc, ranks, blocks)
         prior = None if sample_weight is None else sample_weight.detach().to(xp.dtype).reshape(-1)
         if prior is not None and (prior.shape[0] != n or not bool((prior > 0).all())):
-            raise ValueError(f"sample_weight must be {n} positive weights, got shape {tuple(prior.shape)}")
+            raise ValueError(
+                f"sample_weight must be {n} positive weights (one per gene), got shape {tuple(prior.shape)}"
+                + ("" if prior.shape[0] != n else f" with minimum {float(prior.min()):g}")
+            )
+        if reselect:  # with sample weights, the penalty the weighted fit wants (_select reads raw y then)
+            self._select(xp.detach(), yc if prior is None else y, ranks, blocks, prior)
         weights = prior
-        if prior is not None and reselect:  # the penalty the weighted fit wants
-            self._select(xp.detach(), y, ranks, blocks, weights)
         for _ in range(ROBUST_PASSES if robust > 0 else 0):  # reweighting passes: Huber weights from LOO residuals
             loo, _, _ = _weighted_ridge(xp.detach(), y, self._choices(), weights)
             dims = clip_dims or m
