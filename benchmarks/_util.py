@@ -96,6 +96,29 @@ def ridge_t_factory(all_features: Any) -> Any:
     return make
 
 
+def families() -> dict[str, Any]:
+    """Nonlinear regressor families: name -> a function making a fresh scikit-learn regressor.
+
+    Kernel ridge (RBF; penalty and bandwidth by 5-fold cross-validation), a Gaussian process (RBF + white
+    noise; hyperparameters by marginal likelihood) and a random forest.
+    """
+    import numpy as np
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+    from sklearn.kernel_ridge import KernelRidge
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    grid = {"alpha": np.logspace(-3, 1, 9), "gamma": np.logspace(-3, -0.5, 6)}
+    return {
+        "kernel ridge (RBF)": lambda: GridSearchCV(KernelRidge(kernel="rbf"), grid, cv=KFold(5)),
+        "Gaussian process": lambda: GaussianProcessRegressor(
+            ConstantKernel() * RBF(5.0) + WhiteKernel(), normalize_y=True, random_state=0
+        ),
+        "random forest": lambda: RandomForestRegressor(300, min_samples_leaf=3, random_state=0),
+    }
+
+
 def report_row(scores: dict[str, list[float]], label: str, row: dict[str, float]) -> None:
     """Print one run's ``row`` of R² values as a line and add them to ``scores`` (name -> values over runs)."""
     for name, value in row.items():

@@ -15,6 +15,12 @@ first of 20 fits to random 60 % subsets of the training knockouts, the read-out 
 - ``pooling``: ``T``'s window pooling (all-gene basis refitted for each): the run's learned Gaussian bump,
   the simulator's own profile (the matched filter), the leading eigenvector of the genes' window
   covariance (found without labels; it matches the profile), and the bump ``T`` starts from.
+- ``readout`` (session 14): other read-outs of the same features for the same statistics, against ``T`` as
+  stored (the moving average of training's fits) and the refit above: one ridge fit with rank and penalty
+  chosen by leave-one-out; the average of the fits over every (rank, penalty) weighted by
+  ``exp(-(e - e_min) / (0.1 e_min))`` of their leave-one-out errors ``e`` (no hard choice); the statistic's
+  label-log-ratio part and its rest fitted apart, each with its own choice, and summed; and the nonlinear
+  families of ``_util.families`` on the leading 8 or 16 coordinates of ``T``'s basis.
 
 Prints one line per run, then the means. Run from the repository root on runs that ``perturbscore reproduce``
 trained (``checkpoints/`` kept), with the same screen options, e.g.
@@ -32,9 +38,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args, label_clr, oracle_targets, reference_stats, report_row, report_table
+from _util import (
+    eval_screen_from_args,
+    families,
+    label_clr,
+    oracle_targets,
+    reference_stats,
+    report_row,
+    report_table,
+)
 
 import perturbscore as ps
+from perturbscore.nn._recognition import candidate_ranks
+from perturbscore.nn._ridge import RIDGE_ALPHAS
 from perturbscore.tl._metrics import recognition_r2
 
 warnings.filterwarnings("ignore")
@@ -203,10 +219,60 @@ def probe_pooling(run: Run, all_features: torch.Tensor) -> dict[str, float]:
     return out
 
 
+def ridge_paths(x_t: np.ndarray, y: np.ndarray, x_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ridge (intercept free) for every (rank, penalty) of ``T``'s grid: leave-one-out errors and predictions.
+
+    ``x_t`` ``(P, D)`` and ``x_v`` are basis coordinates (leading first), ``y`` ``(P, m)``. Returns the errors
+    ``(K,)`` (mean squared leave-one-out residual, each output in units of its variance, as ``T`` chooses)
+    and the validation predictions ``(K, P_val, m)``.
+    """
+    n = len(y)
+    mu, y_mean = x_t.mean(0), y.mean(0)
+    x_t, x_v, yc = x_t - mu, x_v - mu, y - y_mean
+    scale = (yc**2).mean(0) + 1e-12
+    errs, preds = [], []
+    for rank in candidate_ranks(x_t.shape[1]):
+        xr = x_t[:, :rank]
+        gram = xr @ xr.T
+        for alpha in RIDGE_ALPHAS:
+            inv = np.linalg.inv(gram + alpha * rank * np.eye(n))
+            hat = gram @ inv
+            resid = (yc - hat @ yc) / (1 - np.diag(hat) - 1 / n)[:, None]
+            errs.append(float(((resid**2) / scale).mean()))
+            preds.append(x_v[:, :rank] @ (xr.T @ (inv @ yc)) + y_mean)
+    return np.array(errs), np.stack(preds)
+
+
+def probe_readout(run: Run, screen: ps.io.Screen) -> dict[str, float]:
+    """Other read-outs of the same features for the same statistics (see the module docstring)."""
+    s_t, s_v = run.stat_train[:, : run.m2], run.stat_val[:, : run.m2]
+    rec = run.model.net.recognizer
+    run.restore()
+    out = {"stored (shipped)": recognition_r2(run.model.statistic_from_sequence(run.feat_val)[:, : run.m2], s_v)}
+    with torch.no_grad():  # the stored T's pooling and all-gene basis
+        x_t = (rec.pool(run.feat_train) / rec.basis_sd @ rec.basis).double().numpy()
+        x_v = (rec.pool(torch.from_numpy(run.feat_val)) / rec.basis_sd @ rec.basis).double().numpy()
+    out["refit, 20 bags"] = run.refit_r2(s_t, s_v)
+    errs, preds = ridge_paths(x_t, s_t, x_v)
+    out["one ridge fit, LOO choice"] = recognition_r2(preds[errs.argmin()], s_v)
+    weights = np.exp(-(errs - errs.min()) / (0.1 * errs.min()))
+    out["ridge averaged over choices"] = recognition_r2(np.tensordot(weights / weights.sum(), preds, 1), s_v)
+    _, part = affine_fit(label_clr(screen, run.train), s_t)
+    pred = sum(p[e.argmin()] for e, p in (ridge_paths(x_t, part, x_v), ridge_paths(x_t, s_t - part, x_v)))
+    out["label-clr part + rest, apart"] = recognition_r2(pred, s_v)
+    for name, make in families().items():
+        if name == "random forest":
+            continue
+        for q in (8, 16):
+            model = make().fit(x_t[:, :q], s_t - s_t.mean(0))
+            out[f"{name}, {q} coords"] = recognition_r2(model.predict(x_v[:, :q]) + s_t.mean(0), s_v)
+    return out
+
+
 def main() -> None:
     """Parse the arguments and print one line per run, then the means."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=("geometry", "shrinkage", "weights", "pooling"))
+    parser.add_argument("probe", choices=("geometry", "shrinkage", "weights", "pooling", "readout"))
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (runs/<name>-seed<s>[-fold<f>])")
     args, sim, screen = eval_screen_from_args(parser)
     all_features = torch.from_numpy(np.asarray(screen.features.values))
@@ -220,6 +286,8 @@ def main() -> None:
             row = probe_shrinkage(run, screen)
         elif args.probe == "weights":
             row = probe_weights(run)
+        elif args.probe == "readout":
+            row = probe_readout(run, screen)
         else:
             row = probe_pooling(run, all_features)
         report_row(scores, path.name, row)

@@ -92,19 +92,34 @@ def _assert_trains_g_alone(net) -> None:  # noqa: ANN001
     assert net.encoder.weight.grad is None or float(net.encoder.weight.grad.abs().sum()) == 0.0
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.3])
-def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: float, default_step) -> None:  # noqa: ANN001
-    """The term is computed on G's part of the reference statistic and reaches G, not f (f is trained by the rest)."""
-    net, module, episode = default_step(logratio_weight=weight, n_train=10, n_val=2)
+@pytest.mark.parametrize(
+    ("option", "weight", "term", "upper"),
+    [
+        ("logratio_weight", 0.0, "logratio_loss", 1.0),
+        ("logratio_weight", 0.3, "logratio_loss", 1.0),  # a share of the spread
+        ("rec_couple_weight", 0.0, "couple_loss", 2.0),  # off by default
+        ("rec_couple_weight", 0.1, "couple_loss", 2.0),  # 1 - R² of T's leave-one-out prediction (R² > -1 here)
+    ],
+)
+def test_a_training_step_trains_g_through_the_term_only_when_it_is_on(
+    option: str,
+    weight: float,
+    term: str,
+    upper: float,
+    default_step,  # noqa: ANN001
+) -> None:
+    """The log-ratio loss and the coupling term read G's part of the reference statistic and reach G alone."""
+    net, module, episode = default_step(**{option: weight}, n_train=20, n_val=2)
     terms = module.compute(episode).terms
     if weight == 0:
-        assert "logratio_loss" not in terms
+        assert term not in terms
         assert float(terms["pred_loss"].detach()) > 0  # the step ran; only this term is absent
         return
-    loss = terms["logratio_loss"]
-    assert 0.0 < float(loss.detach()) < 1.0
+    loss = terms[term]
+    assert 0.0 < float(loss.detach()) < upper
     loss.backward()
     _assert_trains_g_alone(net)
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.recognizer.parameters())
 
 
 def test_without_the_stability_loss_the_loss_still_trains_g_alone(default_step) -> None:  # noqa: ANN001
@@ -158,3 +173,41 @@ def test_t_is_fitted_to_the_log_ratio_part_of_g_only_when_asked(target: str, def
 def test_a_bad_rec_g_target_is_refused() -> None:
     with pytest.raises(ValueError, match="rec_g_target"):
         TrainConfig(rec_g_target="labels")
+
+
+@pytest.mark.parametrize("residual", [0.0, 0.5, 1.0])
+def test_t_keeps_the_asked_share_of_the_rest_of_g(residual: float, default_step) -> None:  # noqa: ANN001
+    """``rec_g_residual``: T's target is ``part + share * (statistic - part)``; 1 gives the statistic back."""
+    net, module, episode = default_step(rec_g_target="logratio", rec_g_residual=residual, n_train=20, n_val=2)
+    plain, plain_module, _ = default_step(n_train=20, n_val=2)  # same seed: the same statistic at step 0
+
+    def spy(into: dict, fit):  # noqa: ANN001, ANN202
+        def call(features, y, rows, **kwargs):  # noqa: ANN001, ANN003, ANN202
+            into["y"], into["rows"] = y.detach().clone(), rows
+            return fit(features, y, rows, **kwargs)
+
+        return call
+
+    got, ref = {}, {}
+    net.recognize_fit, plain.recognize_fit = spy(got, net.recognize_fit), spy(ref, plain.recognize_fit)
+    module.compute(episode)
+    plain_module.compute(episode)
+    m2 = net.config.n_stat
+    stat = ref["y"][:, :m2]
+    part = logratio_part(stat, episode.proportions[ref["rows"]])
+    torch.testing.assert_close(got["y"][:, :m2], part + residual * (stat - part), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(got["y"][:, m2:], ref["y"][:, m2:])  # the mix channel untouched
+
+
+def test_a_bad_rec_g_residual_is_refused() -> None:
+    with pytest.raises(ValueError, match="rec_g_residual"):
+        TrainConfig(rec_g_target="logratio", rec_g_residual=1.5)
+
+
+# TrainConfig.rec_couple_weight: G pulled towards T's leave-one-out prediction (off; its training step is tested
+# with the log-ratio loss's above)
+
+
+def test_a_negative_rec_couple_weight_is_refused() -> None:
+    with pytest.raises(ValueError, match="rec_couple_weight"):
+        TrainConfig(rec_couple_weight=-0.1)

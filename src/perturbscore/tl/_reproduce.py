@@ -35,6 +35,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "default+mixer_logratio": ("default", {"mixer_logratio": True}),  # G also reads the clr of the decoded mix
     "default_logratio_1.0": ("default", {"logratio_weight": 1.0}),  # the geometry loss at weight 1 (not 0.3)
     "default+rec_g_logratio": ("default", {"rec_g_target": "logratio"}),  # T learns G's label-log-ratio part
+    "default+rec_g_logratio_half": ("default", {"rec_g_target": "logratio", "rec_g_residual": 0.5}),  # half the rest
+    "default_couple_0.1": ("default", {"rec_couple_weight": 0.1}),  # G pulled towards T's LOO prediction
+    "default_couple_0.3": ("default", {"rec_couple_weight": 0.3}),
     "perturbscore": ("default", {}),
 }
 

@@ -119,6 +119,10 @@ class TrainConfig:
         knockout's statistic (its few cells' sampling noise, expression that its mix does not explain) is
         not there for sequence to predict, and fitting it only adds variance to ``T``. Evaluation still
         scores ``T`` against the statistic itself.
+    rec_g_residual
+        With ``rec_g_target="logratio"``: the share of the rest of ``G``'s part (the statistic minus its
+        log-ratio part) that ``T``'s target keeps, ``part + rec_g_residual * (statistic - part)``; 0 (the
+        default) fits the log-ratio part alone, 1 is the same as ``"statistic"``.
     rec_select
         How the ridge ``T`` chooses its rank and penalty by leave-one-out: ``"joint"``, one choice for every
         output, or ``"per_part"``, one for ``G``'s part and one for the mix channel.
@@ -145,6 +149,12 @@ class TrainConfig:
         pushing a few knockouts far out of line with the rest raises it, so the statistic varies with the mix
         as smoothly as sequence features can follow. 0.3 since session 11 (``docs/method.md``, item 18); runs
         saved before it load with 0, as they were trained.
+    rec_couple_weight
+        Weight of a coupling term beside the stop-gradient recognition loss (0: off): ``1 - R²`` of ``T``'s
+        leave-one-out prediction of ``G``'s part of the training knockouts' reference statistics (detached),
+        trained into ``G`` alone. It pulls the statistic towards what sequence features predict, at a weight small
+        enough that the prediction and stability losses keep it on the cells (``rec_mode="coupled"`` is this
+        term at full weight, without the stop-gradient loss).
     """
 
     preset: str = "default"
@@ -195,11 +205,13 @@ class TrainConfig:
     rec_target_clip: float = 0.0
     rec_mix_target: Literal["cells", "labels"] = "cells"
     rec_g_target: Literal["statistic", "logratio"] = "statistic"
+    rec_g_residual: float = 0.0
     rec_select: Literal["joint", "per_part"] = "joint"
     rec_robust: float = 1.0
     rec_refit_cells: int = 0
     rec_subsample: float = 0.6
     logratio_weight: float = 0.3
+    rec_couple_weight: float = 0.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -226,6 +238,8 @@ class TrainConfig:
             (self.rec_refit_cells >= 0, "rec_refit_cells must be >= 0 (0: off)"),
             (0 <= self.rec_subsample < 1, "rec_subsample must be in [0, 1) (0: off)"),
             (self.logratio_weight >= 0, "logratio_weight must be >= 0 (0: off)"),
+            (0 <= self.rec_g_residual <= 1, "rec_g_residual must be in [0, 1]"),
+            (self.rec_couple_weight >= 0, "rec_couple_weight must be >= 0 (0: off)"),
             (
                 self.rec_mix_target in ("cells", "labels"),
                 f"rec_mix_target must be 'cells' or 'labels', not {self.rec_mix_target!r}",

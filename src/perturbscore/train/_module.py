@@ -72,7 +72,10 @@ class StatisticModule(L.LightningModule):
                 target = torch.cat([target[:, : net.config.n_stat], ep.proportions[has].to(target.dtype)], -1)
             if cfg.rec_g_target == "logratio":  # T learns the part of G's statistic that the label mix explains
                 m2 = net.config.n_stat
-                target = torch.cat([logratio_part(target[:, :m2].detach(), ep.proportions[has]), target[:, m2:]], -1)
+                g_part = target[:, :m2].detach()
+                part = logratio_part(g_part, ep.proportions[has])
+                part = part + cfg.rec_g_residual * (g_part - part) if cfg.rec_g_residual > 0 else part
+                target = torch.cat([part, target[:, m2:]], -1)
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
@@ -127,6 +130,9 @@ class StatisticModule(L.LightningModule):
             terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
             terms["rec_r2"] = recognition_r2(net.mixed(rec.detach()), net.mixed(target.detach()))  # G's part
             total = total + cfg.rec_weight * terms["rec_loss"]
+            if cfg.rec_couple_weight > 0 and use_ref and cfg.rec_mode == "stopgrad":  # G towards T's LOO prediction
+                terms["couple_loss"] = recognition_loss(net.mixed(rec.detach()), net.mixed(stats[1][has]), "coupled")
+                total = total + cfg.rec_couple_weight * terms["couple_loss"]
             seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
             terms["seq_mae"] = (seq_pred - ep.distances[has]).abs().mean().detach()
             if cfg.seq_weight > 0:
