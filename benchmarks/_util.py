@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def ridge_t_factory(all_features: Any) -> Any:
     return make
 
 
-def families() -> dict[str, Any]:
+def families() -> dict[str, Callable[[], Any]]:
     """Nonlinear regressor families: name -> a function making a fresh scikit-learn regressor.
 
     Kernel ridge (RBF; penalty and bandwidth by 5-fold cross-validation), a Gaussian process (RBF + white

@@ -37,6 +37,7 @@ import json
 import logging
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,7 +45,7 @@ from _util import eval_screen_from_args, families, label_clr, oracle_targets, ri
 
 from perturbscore.tl._metrics import recognition_r2
 from perturbscore.tl._reproduce import kfold_splits
-from perturbscore.train import split_perturbations
+from perturbscore.train import Split, split_perturbations
 
 warnings.filterwarnings("ignore")
 logging.disable(logging.WARNING)
@@ -70,9 +71,19 @@ def basis_coords(new_t: Callable, feats: torch.Tensor) -> np.ndarray:
 
 
 def family_table(
-    new_t: Callable, all_feats: torch.Tensor, genes: list[str], targets: dict[str, np.ndarray], splits: list, kos: list
+    new_t: Callable[[int], Any],
+    all_feats: torch.Tensor,
+    genes: list[str],
+    targets: dict[str, np.ndarray],
+    splits: list[Split],
+    kos: list[str],
 ) -> dict[str, dict[str, list[float]]]:
-    """R² per family, target and split; ``targets`` are ``(N, ·)`` over ``genes`` (NaN rows: no value)."""
+    """R² per target, family and split: ``{target: {family: row}}``.
+
+    ``targets`` are ``(N, ·)`` over ``genes`` (NaN rows: no value), ``kos`` the knockouts. Each row holds one R²
+    per split (fitted on its training knockouts), then, for targets known for every gene, one per split again
+    for the same validation knockouts fitted on the genes that are not knockouts.
+    """
     at = {g: i for i, g in enumerate(genes)}
     coords = basis_coords(new_t, all_feats)
     unlabelled = [i for i, g in enumerate(genes) if g not in set(kos)]
@@ -161,7 +172,8 @@ def main() -> None:
                 more = f"{r[n]:.2f} | {np.mean(r[n + 1 :]):.2f}" if len(r) > n else "– | –"
                 print(f"| {tname}, {fname} | {r[0]:.2f} | {np.mean(r[1:n]):.2f} | {more} |")
         result["families"] = table
-    path = f"recognition_ceiling_{args.sim_genes}genes_simseed{args.sim_seed}.json"
+    suffix = "_families" if args.families else ""
+    path = f"recognition_ceiling_{args.sim_genes}genes_simseed{args.sim_seed}{suffix}.json"
     with open(path, "w") as fh:
         json.dump(result, fh, indent=1)
     print("wrote", path)

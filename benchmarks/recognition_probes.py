@@ -19,8 +19,8 @@ first of 20 fits to random 60 % subsets of the training knockouts, the read-out 
   stored (the moving average of training's fits) and the refit above: one ridge fit with rank and penalty
   chosen by leave-one-out; the average of the fits over every (rank, penalty) weighted by
   ``exp(-(e - e_min) / (0.1 e_min))`` of their leave-one-out errors ``e`` (no hard choice); the statistic's
-  label-log-ratio part and its rest fitted apart, each with its own choice, and summed; and the nonlinear
-  families of ``_util.families`` on the leading 8 or 16 coordinates of ``T``'s basis.
+  label-log-ratio part and its rest fitted apart, each with its own choice, and summed; and kernel ridge (RBF)
+  and a Gaussian process (``_util.families``) on the leading 8 or 16 coordinates of ``T``'s basis.
 
 Prints one line per run, then the means. Run from the repository root on runs that ``perturbscore reproduce``
 trained (``checkpoints/`` kept), with the same screen options, e.g.
@@ -220,7 +220,7 @@ def probe_pooling(run: Run, all_features: torch.Tensor) -> dict[str, float]:
 
 
 def ridge_paths(x_t: np.ndarray, y: np.ndarray, x_v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ridge (intercept free) for every (rank, penalty) of ``T``'s grid: leave-one-out errors and predictions.
+    """Ridge (unpenalised intercept) for every (rank, penalty) of ``T``'s grid: leave-one-out errors and predictions.
 
     ``x_t`` ``(P, D)`` and ``x_v`` are basis coordinates (leading first), ``y`` ``(P, m)``. Returns the errors
     ``(K,)`` (mean squared leave-one-out residual, each output in units of its variance, as ``T`` chooses)

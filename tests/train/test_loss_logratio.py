@@ -110,13 +110,17 @@ def test_a_training_step_trains_g_through_the_term_only_when_it_is_on(
 ) -> None:
     """The log-ratio loss and the coupling term read G's part of the reference statistic and reach G alone."""
     net, module, episode = default_step(**{option: weight}, n_train=20, n_val=2)
-    terms = module.compute(episode).terms
+    out = module.compute(episode)
+    terms = out.terms
     if weight == 0:
         assert term not in terms
         assert float(terms["pred_loss"].detach()) > 0  # the step ran; only this term is absent
         return
     loss = terms[term]
     assert 0.0 < float(loss.detach()) < upper
+    _, off_module, _ = default_step(**{option: 0.0}, n_train=20, n_val=2)  # same seed: the same step without it
+    added = out.total.detach() - off_module.compute(episode).total.detach()
+    torch.testing.assert_close(added, weight * loss.detach(), rtol=1e-4, atol=1e-6)  # in the total, weighted
     loss.backward()
     _assert_trains_g_alone(net)
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.recognizer.parameters())
@@ -202,12 +206,16 @@ def test_t_keeps_the_asked_share_of_the_rest_of_g(residual: float, default_step)
 def test_a_bad_rec_g_residual_is_refused() -> None:
     with pytest.raises(ValueError, match="rec_g_residual"):
         TrainConfig(rec_g_target="logratio", rec_g_residual=1.5)
+    with pytest.raises(ValueError, match="rec_g_target='logratio'"):  # it would be silently ignored
+        TrainConfig(rec_g_residual=0.5)
 
 
 # TrainConfig.rec_couple_weight: G pulled towards T's leave-one-out prediction (off; its training step is tested
 # with the log-ratio loss's above)
 
 
-def test_a_negative_rec_couple_weight_is_refused() -> None:
+def test_a_negative_or_unusable_rec_couple_weight_is_refused() -> None:
     with pytest.raises(ValueError, match="rec_couple_weight"):
         TrainConfig(rec_couple_weight=-0.1)
+    with pytest.raises(ValueError, match="rec_mode='stopgrad'"):  # no reference sample to read: it would be ignored
+        TrainConfig(rec_couple_weight=0.1, rec_mode="seed")

@@ -151,10 +151,12 @@ class TrainConfig:
         saved before it load with 0, as they were trained.
     rec_couple_weight
         Weight of a coupling term beside the stop-gradient recognition loss (0: off): ``1 - R²`` of ``T``'s
-        leave-one-out prediction of ``G``'s part of the training knockouts' reference statistics (detached),
-        trained into ``G`` alone. It pulls the statistic towards what sequence features predict, at a weight small
-        enough that the prediction and stability losses keep it on the cells (``rec_mode="coupled"`` is this
-        term at full weight, without the stop-gradient loss).
+        leave-one-out prediction (detached) of ``G``'s part of the training knockouts' reference statistics,
+        trained into ``G`` alone (and into ``f`` too with ``stability_grad="all"``, whose reference programs
+        carry gradient). It pulls the statistic towards what sequence features predict, at a weight small enough
+        that the prediction and stability losses keep it on the cells (``rec_mode="coupled"`` is this term at
+        full weight, without the stop-gradient loss). Needs ``rec_mode="stopgrad"`` and a reference sample
+        (``rec_reference_k > 0``).
     """
 
     preset: str = "default"
@@ -239,7 +241,15 @@ class TrainConfig:
             (0 <= self.rec_subsample < 1, "rec_subsample must be in [0, 1) (0: off)"),
             (self.logratio_weight >= 0, "logratio_weight must be >= 0 (0: off)"),
             (0 <= self.rec_g_residual <= 1, "rec_g_residual must be in [0, 1]"),
+            (
+                self.rec_g_residual == 0 or self.rec_g_target == "logratio",
+                "rec_g_residual applies to rec_g_target='logratio' only: set rec_g_target='logratio' or leave it 0",
+            ),
             (self.rec_couple_weight >= 0, "rec_couple_weight must be >= 0 (0: off)"),
+            (
+                self.rec_couple_weight == 0 or (self.rec_mode == "stopgrad" and self.rec_reference_k > 0),
+                "rec_couple_weight needs rec_mode='stopgrad' and rec_reference_k > 0 (it reads the reference sample)",
+            ),
             (
                 self.rec_mix_target in ("cells", "labels"),
                 f"rec_mix_target must be 'cells' or 'labels', not {self.rec_mix_target!r}",

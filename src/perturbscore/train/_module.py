@@ -130,7 +130,8 @@ class StatisticModule(L.LightningModule):
             terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
             terms["rec_r2"] = recognition_r2(net.mixed(rec.detach()), net.mixed(target.detach()))  # G's part
             total = total + cfg.rec_weight * terms["rec_loss"]
-            if cfg.rec_couple_weight > 0 and use_ref and cfg.rec_mode == "stopgrad":  # G towards T's LOO prediction
+            # G towards T's LOO prediction (in validation: the stored T's prediction, as rec is there)
+            if cfg.rec_couple_weight > 0 and use_ref and cfg.rec_mode == "stopgrad":
                 terms["couple_loss"] = recognition_loss(net.mixed(rec.detach()), net.mixed(stats[1][has]), "coupled")
                 total = total + cfg.rec_couple_weight * terms["couple_loss"]
             seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
