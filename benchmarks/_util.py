@@ -97,6 +97,14 @@ def ridge_t_factory(all_features: Any) -> Any:
     return make
 
 
+def basis_coords(rec: Any, features: Any) -> Any:
+    """Genes' coordinates ``(N, D)`` in a ridge ``T``'s all-gene basis: its pooling, ``basis_sd``, not centred."""
+    import torch
+
+    with torch.no_grad():
+        return (rec.pool(torch.as_tensor(features)) / rec.basis_sd @ rec.basis).double().numpy()
+
+
 def families() -> dict[str, Callable[[], Any]]:
     """Nonlinear regressor families: name -> a function making a fresh scikit-learn regressor.
 

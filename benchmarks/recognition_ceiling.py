@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _util import eval_screen_from_args, families, label_clr, oracle_targets, ridge_t_factory
+from _util import basis_coords, eval_screen_from_args, families, label_clr, oracle_targets, ridge_t_factory
 
 from perturbscore.tl._metrics import recognition_r2
 from perturbscore.tl._reproduce import kfold_splits
@@ -62,14 +62,6 @@ def fit_score(new_t: Callable, feats: torch.Tensor, y: np.ndarray, train: list[i
     return recognition_r2(pred, y[val])
 
 
-def basis_coords(new_t: Callable, feats: torch.Tensor) -> np.ndarray:
-    """Genes' coordinates ``(N, FAMILY_RANK)`` in ``T``'s all-gene basis (initial window bump, all-gene centring)."""
-    rec = new_t(1)
-    with torch.no_grad():
-        x = rec.pool(feats)
-        return (((x - x.mean(0)) / rec.basis_sd) @ rec.basis)[:, :FAMILY_RANK].double().numpy()
-
-
 def family_table(
     new_t: Callable[[int], Any],
     all_feats: torch.Tensor,
@@ -85,7 +77,8 @@ def family_table(
     for the same validation knockouts fitted on the genes that are not knockouts.
     """
     at = {g: i for i, g in enumerate(genes)}
-    coords = basis_coords(new_t, all_feats)
+    coords = basis_coords(new_t(1), all_feats)[:, :FAMILY_RANK]  # T's initial window bump
+    coords = coords - coords.mean(0)  # all-gene centring
     unlabelled = [i for i, g in enumerate(genes) if g not in set(kos)]
     out: dict[str, dict[str, list[float]]] = {}
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _util import (
+    basis_coords,
     eval_screen_from_args,
     families,
     label_clr,
@@ -50,7 +51,7 @@ from _util import (
 
 import perturbscore as ps
 from perturbscore.nn._recognition import candidate_ranks
-from perturbscore.nn._ridge import RIDGE_ALPHAS
+from perturbscore.nn._ridge import RIDGE_ALPHAS, _loo_errors, _weighted_ridge
 from perturbscore.tl._metrics import recognition_r2
 
 warnings.filterwarnings("ignore")
@@ -226,21 +227,18 @@ def ridge_paths(x_t: np.ndarray, y: np.ndarray, x_v: np.ndarray) -> tuple[np.nda
     ``(K,)`` (mean squared leave-one-out residual, each output in units of its variance, as ``T`` chooses)
     and the validation predictions ``(K, P_val, m)``.
     """
-    n = len(y)
-    mu, y_mean = x_t.mean(0), y.mean(0)
-    x_t, x_v, yc = x_t - mu, x_v - mu, y - y_mean
-    scale = (yc**2).mean(0) + 1e-12
+    mu = x_t.mean(0)
+    xt, xv, yt = torch.from_numpy(x_t - mu), x_v - mu, torch.from_numpy(y).double()  # the fits read centred inputs
+    yc = yt - yt.mean(0)
+    scale = yc.pow(2).mean(0).clamp_min(1e-12)
     errs, preds = [], []
-    for rank in candidate_ranks(x_t.shape[1]):
-        xr = x_t[:, :rank]
-        gram = xr @ xr.T
+    for rank in candidate_ranks(xt.shape[1]):  # T's own leave-one-out errors and fits
+        errs.append(_loo_errors(xt[:, :rank], yc, scale).mean(1))  # (A,): every penalty at this rank
         for alpha in RIDGE_ALPHAS:
-            inv = np.linalg.inv(gram + alpha * rank * np.eye(n))
-            hat = gram @ inv
-            resid = (yc - hat @ yc) / (1 - np.diag(hat) - 1 / n)[:, None]
-            errs.append(float(((resid**2) / scale).mean()))
-            preds.append(x_v[:, :rank] @ (xr.T @ (inv @ yc)) + y_mean)
-    return np.array(errs), np.stack(preds)
+            choices = torch.tensor([[rank, alpha * rank]], dtype=torch.float64).expand(y.shape[1], 2)
+            _, coef, intercept = _weighted_ridge(xt, yt, choices, None)
+            preds.append(xv @ coef.numpy() + intercept.numpy())
+    return torch.cat(errs).numpy(), np.stack(preds)
 
 
 def probe_readout(run: Run, screen: ps.io.Screen) -> dict[str, float]:
@@ -249,9 +247,7 @@ def probe_readout(run: Run, screen: ps.io.Screen) -> dict[str, float]:
     rec = run.model.net.recognizer
     run.restore()
     out = {"stored (shipped)": recognition_r2(run.model.statistic_from_sequence(run.feat_val)[:, : run.m2], s_v)}
-    with torch.no_grad():  # the stored T's pooling and all-gene basis
-        x_t = (rec.pool(run.feat_train) / rec.basis_sd @ rec.basis).double().numpy()
-        x_v = (rec.pool(torch.from_numpy(run.feat_val)) / rec.basis_sd @ rec.basis).double().numpy()
+    x_t, x_v = basis_coords(rec, run.feat_train), basis_coords(rec, run.feat_val)  # the stored T's pooling, basis
     out["refit, 20 bags"] = run.refit_r2(s_t, s_v)
     errs, preds = ridge_paths(x_t, s_t, x_v)
     out["one ridge fit, LOO choice"] = recognition_r2(preds[errs.argmin()], s_v)
@@ -260,9 +256,8 @@ def probe_readout(run: Run, screen: ps.io.Screen) -> dict[str, float]:
     _, part = affine_fit(label_clr(screen, run.train), s_t)
     pred = sum(p[e.argmin()] for e, p in (ridge_paths(x_t, part, x_v), ridge_paths(x_t, s_t - part, x_v)))
     out["label-clr part + rest, apart"] = recognition_r2(pred, s_v)
-    for name, make in families().items():
-        if name == "random forest":
-            continue
+    for name in ("kernel ridge (RBF)", "Gaussian process"):
+        make = families()[name]
         for q in (8, 16):
             model = make().fit(x_t[:, :q], s_t - s_t.mean(0))
             out[f"{name}, {q} coords"] = recognition_r2(model.predict(x_v[:, :q]) + s_t.mean(0), s_v)

@@ -74,7 +74,7 @@ class StatisticModule(L.LightningModule):
                 m2 = net.config.n_stat
                 g_part = target[:, :m2].detach()
                 part = logratio_part(g_part, ep.proportions[has])
-                part = part + cfg.rec_g_residual * (g_part - part) if cfg.rec_g_residual > 0 else part
+                part = part + cfg.rec_g_residual * (g_part - part)  # 0 (the default): the part alone
                 target = torch.cat([part, target[:, m2:]], -1)
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
@@ -130,8 +130,9 @@ class StatisticModule(L.LightningModule):
             terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
             terms["rec_r2"] = recognition_r2(net.mixed(rec.detach()), net.mixed(target.detach()))  # G's part
             total = total + cfg.rec_weight * terms["rec_loss"]
-            # G towards T's LOO prediction (in validation: the stored T's prediction, as rec is there)
-            if cfg.rec_couple_weight > 0 and use_ref and cfg.rec_mode == "stopgrad":
+            # G towards T's LOO prediction (in validation: the stored T's prediction, as rec is there); TrainConfig
+            # allows the term with rec_mode="stopgrad" and a reference sample only
+            if cfg.rec_couple_weight > 0 and use_ref:
                 terms["couple_loss"] = recognition_loss(net.mixed(rec.detach()), net.mixed(stats[1][has]), "coupled")
                 total = total + cfg.rec_couple_weight * terms["couple_loss"]
             seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
