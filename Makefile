@@ -24,31 +24,66 @@ test: $(STAMP)
 	MPLBACKEND=agg $(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
+	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks tools
+	$(BIN)/ruff format src tests benchmarks tools
 
+# The fast benchmarks (BENCHMARKS.md sections 1-4); each prints its table.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_step.py
+	$(BIN)/python benchmarks/bench_recognizer_fit.py
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_score.py
 
-# Writes a ~17 GiB simulated genome-wide screen to $TMPDIR once (about 30 min), then trains from disk.
+# Writes a 15.6 GiB simulated genome-wide screen to $TMPDIR once, then trains from disk (BENCHMARKS.md section 5).
 bench-disk: $(STAMP)
 	$(BIN)/python benchmarks/bench_disk.py
 
 ablation: $(STAMP)
 	$(BIN)/perturbscore reproduce --ablation --seeds 0 --max-steps 300 --out runs/ablation --overwrite --no-progress
+	$(call publish,ablation,perturbscore reproduce --ablation --seeds 0 --max-steps 300)
 
 reproduce: $(STAMP)
 	$(BIN)/perturbscore reproduce --seeds 0,1,2 --max-steps 1500 --out runs/reproduce --overwrite --no-progress
+	$(call publish,reproduce,perturbscore reproduce --seeds 0$(comma)1$(comma)2 --max-steps 1500)
+	cp runs/reproduce/plots/figure1.png docs/results/figure1.png
 
+# Needs Chromium (apt-get install chromium): renders the demo's report at 1280 px, checks the screenshot is not
+# blank and that every table shows all of its columns without sideways scrolling (fails when one is hidden).
 report-check: $(STAMP)
-	$(BIN)/perturbscore report $(DEMO_OUT) --overwrite
-	$(BIN)/python benchmarks/report_check.py $(DEMO_OUT)/report.html
+	$(BIN)/perturbscore report $(DEMO_OUT) --overwrite --open-check
+	$(BIN)/python tools/report_check.py $(DEMO_OUT)/report.html
+	$(BIN)/python tools/report_layout.py $(DEMO_OUT)/report.html --width 1280
+
+comma := ,
+# docs/results/NAME.md and .json: the table of runs/NAME that the documentation includes, with the command that made it.
+define publish
+	{ echo 'Written by `make $(1)` (`$(2)`) on '"$$(date -u +%F)"'.'; echo; cat runs/$(1)/eval.md; } > docs/results/$(1).md
+	cp runs/$(1)/eval.json docs/results/$(1).json
+endef
+
+DOCS_STAMP := $(VENV)/.installed-docs
+
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+.PHONY: docs docs-check
+
+# The documentation site, into docs/_build/html: the API and CLI reference are generated from the code and the
+# tutorial notebook runs, at every build; any warning or notebook error fails it.
+docs: $(DOCS_STAMP)
+	MPLBACKEND=agg $(BIN)/sphinx-build -b html -W --keep-going -q docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
+# Screenshots of the built index and tutorial pages (headless Chromium), every page the index links to, and
+# every public function and CLI command in the reference.
+docs-check: docs
+	$(BIN)/python tools/docs_check.py docs/_build/html --screenshots docs/_build/screenshots
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

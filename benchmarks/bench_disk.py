@@ -1,4 +1,4 @@
-"""Training from a genome-wide-sized screen on disk (issue 8, item 3).
+"""Training from a genome-wide-sized screen on disk: steps per second and peak resident memory.
 
 Writes (once) a simulated screen of 2,000,000 cells x 8,000 genes and 10,000 knockouts in chunks with
 :func:`perturbscore.datasets.write_large_screen`, then trains from the backed ``.h5ad`` in a fresh

@@ -1,4 +1,4 @@
-"""The seed experiment's wall time to convergence and peak memory on a challenge-sized screen (issue 8, item 2).
+"""The seed experiment's wall time to convergence and peak memory on a challenge-sized screen.
 
 Simulates the challenge-sized screen once (28,697 cells x 15,077 genes, 64 knockouts; cached as .h5ad), then
 trains each preset in a fresh process that reads the file into memory, so each process's peak resident

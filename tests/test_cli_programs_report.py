@@ -16,8 +16,8 @@ import perturbscore.cli._programs  # noqa: E402,F401  registers `programs`
 import perturbscore.cli._report  # noqa: E402,F401  registers `report`
 from perturbscore._errors import RunError  # noqa: E402
 from perturbscore.cli._app import app  # noqa: E402
-from perturbscore.cli._report import check_report, derive_caveats  # noqa: E402
 from perturbscore.datasets import synthetic_perturb_seq  # noqa: E402
+from perturbscore.report import check_report, derive_caveats  # noqa: E402
 from perturbscore.tl import fit  # noqa: E402
 
 runner = CliRunner()

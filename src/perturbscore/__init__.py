@@ -1,8 +1,11 @@
 """perturbscore: learned robust statistics for scoring perturbations in CRISPR single-cell screens.
 
-Namespaces follow scverse habits: :mod:`~perturbscore.io` (read and validate), :mod:`~perturbscore.datasets`
-(simulated screens), :mod:`~perturbscore.tl` (fit, evaluate, score, interpret), :mod:`~perturbscore.pl` (plots),
-:mod:`~perturbscore.nn` (the PyTorch modules) and :mod:`~perturbscore.featurize` (sequence features).
+Namespaces follow scverse habits, bottom to top: :mod:`~perturbscore.io` (read and validate screens, features,
+targets, gene sets), :mod:`~perturbscore.datasets` (simulated screens), :mod:`~perturbscore.featurize` (gene
+features from sequence), :mod:`~perturbscore.data` (screens and sampling), :mod:`~perturbscore.nn` (the PyTorch
+modules), :mod:`~perturbscore.train`, :mod:`~perturbscore.model` (the fitted model), :mod:`~perturbscore.evaluation`
+(metrics, baselines, paired evaluation), :mod:`~perturbscore.tl` (fit, evaluate, score, interpret),
+:mod:`~perturbscore.pl` (plots) and :mod:`~perturbscore.report` (the HTML run report).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ __version__ = "0.1.0"
 import importlib
 from types import ModuleType
 
-__all__ = ["__version__", "datasets", "featurize", "io", "pl", "tl"]
+__all__ = ["__version__", "datasets", "evaluation", "featurize", "io", "model", "pl", "report", "tl"]
 #: Subpackages imported on first use (PEP 562): ``perturbscore --help`` need not load PyTorch or Lightning.
-_LAZY = frozenset({"cli", "data", "datasets", "featurize", "io", "nn", "pl", "report", "tl", "train"})
+_LAZY = frozenset(
+    {"cli", "data", "datasets", "evaluation", "featurize", "io", "model", "nn", "pl", "report", "tl", "train"}
+)
 
 
 def __getattr__(name: str) -> ModuleType:

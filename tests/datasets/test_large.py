@@ -85,5 +85,5 @@ def test_training_from_disk_reads_only_sampled_rows(large_dir: Path, tmp_path: P
     episodes = 6 + 4 + 2  # steps, prefetched steps, validation episodes
     assert sum(taken[1:]) <= episodes * 8 * (16 + 64)  # never more than the episodes' cells and references
     config = pd.read_json(tmp_path / "run" / "config.json", typ="series")["train"]
-    assert config["sample_window"] == 4  # the resolved value is recorded
+    assert config["sampling"]["sample_window"] == 4  # the resolved value is recorded
     assert np.isfinite(model.statistic(take(screen.cell_index[0][:5]))).all()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from perturbscore.evaluation._baselines import PCRFeatureBaseline, RidgeFeatureBaseline
 from perturbscore.nn import SequenceRecognizer
-from perturbscore.tl._baselines import PCRFeatureBaseline, RidgeFeatureBaseline
 
 
 def _structured_genes(n: int, *, seed: int, dim: int = 64, latent: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,7 +31,7 @@ def _r2(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_basis_needs_enough_genes_and_then_is_orthonormal() -> None:
-    rec = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
+    rec = SequenceRecognizer(64, 2, head="ridge")
     few, _ = _structured_genes(100, seed=0)  # fewer than 2 genes per dimension: no basis
     assert not rec.fit_basis(few)
     assert not rec.has_basis
@@ -41,7 +41,7 @@ def test_basis_needs_enough_genes_and_then_is_orthonormal() -> None:
     assert rec.has_basis
     assert int(rec.basis_genes) == 2_000
     torch.testing.assert_close(rec.basis.T @ rec.basis, torch.eye(64), atol=1e-5, rtol=0)
-    pooled = many.mean(1)
+    pooled = rec.pool(many).detach()  # the pooled features the basis was fitted on
     z = (pooled - pooled.mean(0)) / rec.basis_sd
     var = (z @ rec.basis).var(0)
     assert bool((var[:-1] >= var[1:] - 1e-4).all())  # leading directions first
@@ -52,9 +52,9 @@ def test_all_gene_basis_beats_plain_ridge_on_few_labelled_genes() -> None:
     unlabelled, _ = _structured_genes(3_000, seed=1)
     train_f, train_y = _structured_genes(40, seed=2)
     test_f, test_y = _structured_genes(500, seed=3)
-    plain = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
+    plain = SequenceRecognizer(64, 2, head="ridge")
     plain.fit_predict(train_f, train_y)
-    pcr = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
+    pcr = SequenceRecognizer(64, 2, head="ridge")
     pcr.fit_basis(torch.cat([unlabelled, train_f, test_f]))  # features of every gene, no labels
     loo = pcr.fit_predict(train_f, train_y)
     assert (pcr.rank < 64).all()  # leave-one-out kept the leading directions only
@@ -65,19 +65,11 @@ def test_all_gene_basis_beats_plain_ridge_on_few_labelled_genes() -> None:
 
 def test_without_a_basis_the_fit_is_plain_ridge() -> None:
     feats, y = _structured_genes(40, seed=4)
-    a = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
-    b = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
+    a = SequenceRecognizer(64, 2, head="ridge")
+    b = SequenceRecognizer(64, 2, head="ridge")
     assert not b.fit_basis(feats)  # 40 genes: too few, stays the identity
     torch.testing.assert_close(a.fit_predict(feats, y), b.fit_predict(feats, y))
     assert (b.rank == 64).all()
-
-
-def test_models_saved_before_the_basis_load_as_plain_ridge() -> None:
-    rec = SequenceRecognizer(16, 2, pooling="gaussian", head="ridge")
-    old = {k: v for k, v in rec.state_dict().items() if k not in ("basis", "basis_sd", "basis_genes", "rank")}
-    fresh = SequenceRecognizer(16, 2, pooling="gaussian", head="ridge")
-    fresh.load_state_dict(old, strict=True)
-    assert not fresh.has_basis
 
 
 def test_pcr_baseline_is_ridge_without_other_genes_and_better_with_them() -> None:
@@ -114,7 +106,7 @@ def test_rank_and_penalty_are_chosen_again_every_few_fits() -> None:
 
     unlabelled, _ = _structured_genes(3_000, seed=12)
     feats, y = _structured_genes(40, seed=13)
-    rec = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
+    rec = SequenceRecognizer(64, 2, head="ridge")
     rec.fit_basis(unlabelled)
     rec.fit_predict(feats, y)
     first = (rec.rank.tolist(), rec.alpha.tolist())
@@ -125,34 +117,3 @@ def test_rank_and_penalty_are_chosen_again_every_few_fits() -> None:
         assert (rec.rank.tolist(), rec.alpha.tolist()) == first  # kept between searches
     rec.fit_predict(feats, noise)  # the RESELECT_EVERY-th fit searches again
     assert (rec.alpha > torch.tensor(first[1], dtype=rec.alpha.dtype)).all()
-
-
-def test_each_block_of_outputs_gets_its_own_rank_and_penalty() -> None:
-    unlabelled, _ = _structured_genes(3_000, seed=15)
-    feats, y = _structured_genes(40, seed=16)
-    noise = torch.randn(40, 3, generator=torch.Generator().manual_seed(17))  # no signal: wants heavy shrinkage
-    target = torch.cat([y, noise], 1)  # (40, 2 + 3)
-    alone = SequenceRecognizer(64, 2, pooling="mean", head="ridge")
-    both = SequenceRecognizer(64, 5, pooling="mean", head="ridge")
-    joint = SequenceRecognizer(64, 5, pooling="mean", head="ridge")
-    for rec in (alone, both, joint):
-        rec.fit_basis(unlabelled)
-    loo_alone = alone.fit_predict(feats, y)
-    loo_both = both.fit_predict(feats, target, blocks=(2, 3))
-    joint.fit_predict(feats, target)
-    torch.testing.assert_close(loo_both[:, :2], loo_alone)  # the signal block is fitted as if on its own
-    torch.testing.assert_close(both.coef[:, :2], alone.coef)
-    assert both.alpha[2:].min() > both.alpha[:2].max()  # the noise block is shrunk harder
-    assert len(set(joint.alpha.tolist())) == 1  # without blocks: one choice for every output
-    with pytest.raises(ValueError, match="summing to the 5 outputs"):
-        both.fit_predict(feats, target, blocks=(2, 2))
-
-
-def test_models_saved_with_one_penalty_for_all_outputs_load() -> None:
-    rec = SequenceRecognizer(16, 3, pooling="gaussian", head="ridge")
-    old = rec.state_dict()
-    old["alpha"], old["rank"] = torch.tensor(2.5), torch.tensor(7)  # the format before per-output choices
-    fresh = SequenceRecognizer(16, 3, pooling="gaussian", head="ridge")
-    fresh.load_state_dict(old, strict=True)
-    assert fresh.alpha.tolist() == [2.5] * 3
-    assert fresh.rank.tolist() == [7] * 3

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from perturbscore.nn import ModelConfig, PerturbationStatistic, SequenceRecognizer
-from perturbscore.nn._ridge import winsorise
 from perturbscore.train import TrainConfig
 
 
@@ -19,10 +18,9 @@ def _linear_genes(n: int, *, seed: int, noise: float = 0.1) -> tuple[torch.Tenso
     return feats, y, coef
 
 
-@pytest.mark.parametrize("pooling", ["mean", "gaussian"])
-def test_ridge_head_learns_a_linear_map(pooling: str) -> None:
+def test_ridge_head_learns_a_linear_map() -> None:
     feats, y, _ = _linear_genes(80, seed=0)
-    rec = SequenceRecognizer(16, 3, pooling=pooling, head="ridge")
+    rec = SequenceRecognizer(16, 3, pooling="gaussian", head="ridge")
     loo = rec.fit_predict(feats, y)
     assert loo.shape == (80, 3)
     test_f, test_y, _ = _linear_genes(40, seed=1)
@@ -37,7 +35,7 @@ def test_ridge_leave_one_out_is_honest_on_noise() -> None:
     """On pure noise the in-sample fit looks good, leave-one-out does not: the model sees the latter."""
     g = torch.Generator().manual_seed(0)
     feats, y = torch.randn(30, 5, 64, generator=g), torch.randn(30, 4, generator=g)
-    rec = SequenceRecognizer(64, 4, pooling="mean", head="ridge")
+    rec = SequenceRecognizer(64, 4, head="ridge")
     loo = rec.fit_predict(feats, y)
     r2_loo = 1 - ((loo - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
     assert r2_loo < 0.05  # no better than the mean on unseen genes
@@ -47,7 +45,7 @@ def test_ridge_leave_one_out_is_honest_on_noise() -> None:
 
 def test_ridge_fit_is_a_moving_average() -> None:
     feats, y, _ = _linear_genes(50, seed=0)
-    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge", ema=0.5)
+    rec = SequenceRecognizer(16, 3, head="ridge", ema=0.5)
     rec.fit_predict(feats, y)
     first = rec.coef.clone()
     rec.fit_predict(feats, -y)  # the opposite map: the average moves half-way (to ~0)
@@ -87,7 +85,7 @@ def test_recognizer_head_resolution_keeps_the_seed() -> None:
     assert "recognizer.coef" in net.state_dict()  # the fit is saved with the model
 
 
-@pytest.mark.parametrize("pooling", ["mean", "gaussian"])
+@pytest.mark.parametrize("pooling", ["gaussian", "attention"])
 def test_fit_predict_on_selected_rows_equals_fitting_those_genes(pooling: str) -> None:
     """``rows`` pools every gene and keeps the selected ones: the same fit as passing only their features."""
     feats, y, _ = _linear_genes(40, seed=3)
@@ -104,9 +102,9 @@ def test_ridge_leave_one_out_predictions_are_refits_without_the_gene() -> None:
     """Each returned prediction is what a ridge fit without that gene (at the chosen penalty) predicts for it."""
     g = torch.Generator().manual_seed(1)
     feats, y = torch.randn(25, 3, 12, generator=g, dtype=torch.float64), torch.randn(25, 2, generator=g)
-    rec = SequenceRecognizer(12, 2, pooling="mean", head="ridge").double()
+    rec = SequenceRecognizer(12, 2, head="ridge").double()
     loo = rec.fit_predict(feats, y.double()).detach()
-    x = feats.mean(1)
+    x = rec.pool(feats).detach()  # the pooled features the fit reads
     xs = (x - x.mean(0)) / x.std(0)  # standardised on all genes, as the fit does
     for i in (0, 11, 24):
         rest = torch.arange(25) != i
@@ -124,9 +122,9 @@ def test_ridge_penalty_minimises_the_leave_one_out_error(noise: float) -> None:
     from perturbscore.nn._ridge import RIDGE_ALPHAS
 
     feats, y, _ = _linear_genes(40, seed=4, noise=noise)
-    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    rec = SequenceRecognizer(16, 3, head="ridge")
     rec.fit_predict(feats, y)
-    x = feats.mean(1)
+    x = rec.pool(feats).detach()  # the pooled features the fit reads
     xs = (x - x.mean(0)) / x.std(0)
     gram = (xs @ xs.T).double()
     yc = (y - y.mean(0)).double()
@@ -137,43 +135,6 @@ def test_ridge_penalty_minimises_the_leave_one_out_error(noise: float) -> None:
         loo = (yc - hat_mat @ yc) / (1 - hat)[:, None]
         errors[a * 16] = float((loo.pow(2) / yc.pow(2).mean(0)).mean())
     assert float(rec.alpha[0]) == pytest.approx(min(errors, key=errors.get))
-
-
-def test_winsorise_pulls_only_the_far_rows_in_to_the_cap() -> None:
-    g = torch.Generator().manual_seed(0)
-    y = torch.randn(40, 6, generator=g)
-    y[3, :4] += 30.0  # one gene far out in the first 4 (G's) columns
-    out = winsorise(y, 2.0, dims=4)
-    centre = y[:, :4].median(0).values
-    dist = (y[:, :4] - centre).norm(dim=1)
-    cap = 2.0 * dist.median()
-    new = (out[:, :4] - centre).norm(dim=1)
-    far = dist > cap
-    assert bool(far[3])
-    assert int(far.sum()) < 5
-    torch.testing.assert_close(out[~far], y[~far])  # rows within the cap are untouched
-    torch.testing.assert_close(new[far], cap.expand(int(far.sum())))  # far rows sit at the cap
-    direction = lambda v: (v - centre) / (v - centre).norm(dim=-1, keepdim=True)  # noqa: E731
-    torch.testing.assert_close(direction(out[3, :4]), direction(y[3, :4]))
-    torch.testing.assert_close(out[:, 4:], y[:, 4:])  # columns beyond dims never move
-
-
-def test_clipped_fit_is_not_steered_by_one_extreme_gene() -> None:
-    """One gene's target far out (50 against a median norm of ~8) tilts the unclipped fit for every gene;
-    clipping it at 3x the median distance removes most of that."""
-    feats, y, _ = _linear_genes(60, seed=3, noise=0.3)
-    y_out = y.clone()
-    y_out[0] += 50.0
-    test_f, test_y, _ = _linear_genes(40, seed=4, noise=0.3)
-
-    def test_error(target: torch.Tensor, clip: float) -> float:
-        rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
-        rec.fit_predict(feats, target, clip=clip)
-        return float(((rec(test_f).detach() - test_y) ** 2).mean())
-
-    clean, steered, clipped = test_error(y, 0.0), test_error(y_out, 0.0), test_error(y_out, 3.0)
-    assert steered > 20 * clean
-    assert clipped < steered / 5
 
 
 def test_weighted_ridge_leave_one_out_is_the_refit_without_the_gene() -> None:
@@ -202,8 +163,8 @@ def test_robust_fit_discounts_an_unpredictable_gene_but_not_a_predictable_extrem
     y[far] = feats[far, 0] @ coef
     corrupt = (far + 1) % 40
     y[corrupt] += 40.0  # far off the map: no feature predicts it
-    plain = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
-    robust = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    plain = SequenceRecognizer(16, 3, head="ridge")
+    robust = SequenceRecognizer(16, 3, head="ridge")
     plain.fit_predict(feats, y)
     robust.fit_predict(feats, y, robust=2.0)
     weights = robust.last_weights_
@@ -217,13 +178,25 @@ def test_robust_fit_discounts_an_unpredictable_gene_but_not_a_predictable_extrem
     assert bool((plain.last_weights_ == 1).all())  # off by default
 
 
+def test_robust_weights_read_only_the_leading_outputs_when_asked() -> None:
+    """``robust_dims``: the residuals that set the weights are those of the first outputs (G's part in training)."""
+    feats, y, _ = _linear_genes(40, seed=8, noise=0.1)
+    extra = torch.randn(40, 2, generator=torch.Generator().manual_seed(9)) * 0.1
+    extra[5] += 40.0  # far off in the trailing outputs only
+    target = torch.cat([y, extra], 1)  # (40, 3 + 2)
+    every = SequenceRecognizer(16, 5, head="ridge")
+    leading = SequenceRecognizer(16, 5, head="ridge")
+    every.fit_predict(feats, target, robust=1.0)
+    leading.fit_predict(feats, target, robust=1.0, robust_dims=3)
+    assert float(every.last_weights_[5]) < 0.1  # its trailing residual counts
+    assert float(leading.last_weights_[5]) > 0.5  # only y's residuals count: an ordinary gene there
+
+
 # The subsampled read-out (fit_predict(subsample=...), TrainConfig.rec_subsample)
 
 
-def _fit_sub(
-    feats: torch.Tensor, y: torch.Tensor, **kwargs: float | torch.Tensor
-) -> tuple[SequenceRecognizer, torch.Tensor]:
-    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+def _fit_sub(feats: torch.Tensor, y: torch.Tensor, **kwargs: float) -> tuple[SequenceRecognizer, torch.Tensor]:
+    rec = SequenceRecognizer(16, 3, head="ridge")
     loo = rec.fit_predict(feats, y, **kwargs)
     return rec, loo
 
@@ -261,7 +234,7 @@ def test_subsampled_read_out_is_reproducible_and_each_fit_draws_a_new_subset() -
 def test_subsampled_moving_average_still_learns_the_map() -> None:
     feats, y = _linear_genes(60, seed=4, noise=0.1)[:2]
     test_f, test_y = _linear_genes(200, seed=5, noise=0.0)[:2]
-    rec = SequenceRecognizer(16, 3, pooling="mean", head="ridge")
+    rec = SequenceRecognizer(16, 3, head="ridge")
     for _ in range(30):
         rec.fit_predict(feats, y, subsample=0.8)
     pred = rec(test_f).detach()
@@ -273,57 +246,3 @@ def test_subsampled_moving_average_still_learns_the_map() -> None:
 def test_rec_subsample_outside_zero_one_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="rec_subsample"):
         TrainConfig(rec_subsample=share)
-
-
-# fit_predict(rate=..., reselect=...): how a fit enters the stored read-out (benchmarks/refit_effect.py)
-
-
-def test_rate_sets_the_new_fits_weight_in_the_read_out() -> None:
-    feats, y = _linear_genes(40, seed=6, noise=0.3)[:2]
-    y2 = y + torch.randn(y.shape, generator=torch.Generator().manual_seed(7))
-    test_f = _linear_genes(50, seed=8)[0]
-    first, _ = _fit_sub(feats, y)
-    second, _ = _fit_sub(feats, y2)
-    mixed, _ = _fit_sub(feats, y)
-    mixed.fit_predict(feats, y2, rate=0.25)  # not the recognizer's ema (0.1)
-    with torch.no_grad():
-        torch.testing.assert_close(mixed(test_f), 0.75 * first(test_f) + 0.25 * second(test_f))
-
-
-def test_reselect_false_keeps_the_stored_penalty() -> None:
-    feats, y = _linear_genes(40, seed=9, noise=0.05)[:2]
-    noise = torch.randn(y.shape, generator=torch.Generator().manual_seed(10))  # asks for a much larger penalty
-    kept, _ = _fit_sub(feats, y)
-    alpha = kept.alpha.clone()
-    kept.fit_predict(feats, noise, reselect=False)
-    torch.testing.assert_close(kept.alpha, alpha)
-    chosen, _ = _fit_sub(feats, y)
-    chosen.fit_predict(feats, noise)  # without a basis the penalty is chosen at every fit
-    assert float(chosen.alpha.min()) > float(alpha.max())
-
-
-# fit_predict(sample_weight=...): knockouts weighted in the fit (benchmarks/recognition_probes.py)
-
-
-def test_sample_weight_near_zero_leaves_a_corrupted_gene_out_of_the_fit() -> None:
-    feats, y = _linear_genes(30, seed=11, noise=0.1)[:2]
-    test_f = _linear_genes(50, seed=12)[0]
-    bad = y.clone()
-    bad[0] += 50.0  # one gene's statistic far off
-    without, _ = _fit_sub(feats[1:], y[1:])
-    weight = torch.ones(30)
-    weight[0] = 1e-9
-    weighted, _ = _fit_sub(feats, bad, sample_weight=weight)
-    plain, _ = _fit_sub(feats, bad)
-    with torch.no_grad():
-        off = (weighted(test_f) - without(test_f)).abs().max()
-        steered = (plain(test_f) - without(test_f)).abs().max()
-    assert steered > 1.0  # unweighted, the corrupted gene moves the read-out
-    assert off < 0.02 * steered  # weighted almost to zero, it is as good as left out
-
-
-@pytest.mark.parametrize("weight", [torch.ones(29), -torch.ones(30), torch.zeros(30)])
-def test_sample_weight_must_be_one_positive_weight_per_gene(weight: torch.Tensor) -> None:
-    feats, y = _linear_genes(30, seed=13)[:2]
-    with pytest.raises(ValueError, match="sample_weight"):
-        _fit_sub(feats, y, sample_weight=weight)

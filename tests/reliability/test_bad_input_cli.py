@@ -418,7 +418,7 @@ def test_debug_shows_traceback(ws: Workspace) -> None:
 
 def test_overwrite_run_replaces_only_a_run(ws: Workspace) -> None:
     """prepare_run_dir with overwrite deletes a recognised run, never a folder that merely has run-like names."""
-    from perturbscore.tl._rundir import prepare_run_dir
+    from perturbscore.model._rundir import prepare_run_dir
 
     with pytest.raises(RunError, match="not a perturbscore run"):
         prepare_run_dir(ws.user_dir, overwrite=True)

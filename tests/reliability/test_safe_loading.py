@@ -1,4 +1,4 @@
-"""Safe loading: no file perturbscore reads can run code (DESIGN §7: never unpickle arbitrary objects).
+"""Safe loading: no file perturbscore reads can run code (it never unpickles arbitrary objects).
 
 Malicious pickles here would create a marker directory when unpickled; every test asserts it was refused
 AND that the marker does not exist. ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (which flips torch.load's default

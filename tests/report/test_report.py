@@ -221,7 +221,7 @@ def _load_report_check():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "report_check.py"
+    path = Path(__file__).resolve().parents[2] / "tools" / "report_check.py"
     spec = importlib.util.spec_from_file_location("report_check", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

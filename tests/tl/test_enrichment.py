@@ -8,14 +8,8 @@ import pytest
 from scipy import stats
 
 from perturbscore._errors import InputError
-from perturbscore.tl._enrichment import (
-    _es,
-    bh_adjust,
-    hypergeometric_enrichment,
-    preranked_enrichment,
-    read_gmt,
-    write_gmt,
-)
+from perturbscore.io import read_gmt, write_gmt
+from perturbscore.tl._enrichment import _es, bh_adjust, hypergeometric_enrichment, preranked_enrichment
 
 GENES = [f"g{i}" for i in range(100)]
 

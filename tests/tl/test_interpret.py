@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 
 from perturbscore._errors import InputError, RunError  # noqa: E402
 from perturbscore.datasets import synthetic_perturb_seq  # noqa: E402
+from perturbscore.model import as_screen, fit  # noqa: E402
 from perturbscore.pl import _save  # noqa: E402
 from perturbscore.pl._save import save_figure, save_run_plots  # noqa: E402
-from perturbscore.tl import as_screen, fit  # noqa: E402
 from perturbscore.tl._interpret import PROGRAM_FILES, ProgramsResult, interpret_programs  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -140,29 +140,54 @@ def test_kept_checkpoint_minimises_the_selection_score(trained) -> None:  # noqa
     assert last == int(m["step"].iloc[-1])  # the latest validation, whichever was best
 
 
-def test_target_clip_is_off_by_default_and_validated() -> None:
-    assert TrainConfig().rec_target_clip == 0.0
-    assert TrainConfig.from_dict(TrainConfig(rec_target_clip=4.0).to_dict()).rec_target_clip == 4.0
-    with pytest.raises(ValueError, match="rec_target_clip"):
-        TrainConfig(rec_target_clip=-1.0)
-
-
-def test_t_is_robust_by_default_and_older_configs_load_as_trained() -> None:
-    assert TrainConfig().rec_robust == 1.0
-    saved = TrainConfig().to_dict()
-    assert TrainConfig.from_dict(saved).rec_robust == 1.0
-    del saved["rec_robust"]  # a run saved before the option existed was trained with plain least squares
-    assert TrainConfig.from_dict(saved).rec_robust == 0.0
-    for bad in ({"rec_robust": -1.0}, {"rec_refit_cells": -1}, {"rec_select": "each"}, {"rec_mix_target": "x"}):
+def test_t_is_robust_and_subsampled_by_default_and_not_in_the_seed_presets() -> None:
+    cfg = TrainConfig()
+    assert (cfg.rec_robust, cfg.rec_subsample) == (1.0, 0.6)
+    for name in ("seed-full", "seed-baseline"):  # the seed's T is an MLP: no closed-form fit to weight or subsample
+        seed = preset(name)[0]
+        assert (seed.rec_robust, seed.rec_subsample) == (0.0, 0.0)
+    for bad in ({"rec_robust": -1.0}, {"rec_subsample": 1.0}, {"rec_mode": "coupled"}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
 
 
-def test_t_read_out_is_subsampled_by_default_and_older_configs_load_as_trained() -> None:
-    assert TrainConfig().rec_subsample == 0.6
-    saved = TrainConfig().to_dict()
-    assert TrainConfig.from_dict(saved).rec_subsample == 0.6
-    del saved["rec_subsample"]  # saved before session 10: T's read-out averaged full fits
-    assert TrainConfig.from_dict(saved).rec_subsample == 0.0
-    for name in ("seed-full", "seed-baseline"):  # the seed's T is an MLP: nothing to subsample
-        assert preset(name)[0].rec_subsample == 0.0
+def test_config_round_trips_and_unknown_keys_are_refused() -> None:
+    cfg = TrainConfig(rec_robust=1.5, k_start_max=30, shrink_steps=10)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    saved = cfg.to_dict()
+    saved["recognizer"] = saved["recognizer"] | {"rec_target_clip": 0.0}  # an option this version does not have
+    with pytest.raises(ValueError, match="rec_target_clip"):
+        TrainConfig.from_dict(saved)
+    with pytest.raises(ValueError, match="optimiser"):
+        TrainConfig.from_dict(cfg.to_dict() | {"optimiser": {}})  # a group this version does not have
+    with pytest.raises(TypeError, match="rec_target_clip"):
+        TrainConfig(rec_target_clip=0.0)
+
+
+def test_options_are_grouped_and_read_by_name() -> None:
+    from dataclasses import replace
+
+    cfg = TrainConfig(k_min=5, lr=1e-3, rec_robust=2.0, stability_weight=0.0)
+    assert (cfg.sampling.k_min, cfg.runtime.lr, cfg.recognizer.rec_robust, cfg.losses.stability_weight) == (
+        5, 1e-3, 2.0, 0.0)  # fmt: skip
+    assert (cfg.k_min, cfg.lr) == (5, 1e-3)
+    moved = replace(cfg, lr=2e-3, k_max=9)
+    assert (moved.lr, moved.k_max, moved.k_min, cfg.lr) == (2e-3, 9, 5, 1e-3)  # a copy; the original is unchanged
+    assert set(cfg.options()) == {name for group in cfg.to_dict().values() for name in group}
+    with pytest.raises(AttributeError):
+        _ = cfg.no_such_option
+
+
+def test_presets_apply_overrides_of_either_config_and_ignore_none() -> None:
+    from perturbscore.train import PRESETS
+
+    assert PRESETS == ("default", "seed-baseline", "seed-full")
+    default, model = preset("default")
+    assert default == TrainConfig()
+    assert model == {}
+    cfg, model = preset("seed-full", max_steps=7, lr=None, mix_channel=True, stat_activation=None)
+    assert (cfg.preset, cfg.max_steps, cfg.lr, cfg.k_start_max) == ("seed-full", 7, 1e-3, 50)
+    assert model["mix_channel"] is True
+    assert model["stat_activation"] == "identity"  # None: the preset's value
+    model["front_end"] = "pca"  # the caller's copy: the next call sees the preset unchanged
+    assert preset("seed-full")[1]["front_end"] == "genes"

@@ -1,4 +1,9 @@
-"""The typer application every subcommand registers on; thin layer over the Python API."""
+"""The typer application every subcommand registers on; thin layer over the Python API.
+
+Help is click's plain layout (``rich_markup_mode=None``): it wraps each option's help under its full name at
+any width, where typer's rich panels cut long option names (``--perturbations-per-…``) at 80 columns and
+show a type column (``<bool>``) for flags. Rich still draws the result tables and error messages.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 STATE = {"debug": False}

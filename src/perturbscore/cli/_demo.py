@@ -26,17 +26,15 @@ def demo(
 ) -> None:
     """Simulate a challenge-like screen, train, evaluate, score, interpret and write report.html."""
     from ..datasets import simulate_screen
+    from ..evaluation import evaluate, render_eval_markdown
     from ..io import read_screen
+    from ..model import fit, prepare_run_dir
     from ..report import build_report
-    from ..tl import fit
-    from ..tl._evaltable import render_eval_markdown
-    from ..tl._evaluate import evaluate
-    from ..tl._rundir import prepare_run_dir
 
     run = prepare_run_dir(out, overwrite=overwrite)
-    with console.status(f"simulating a challenge-sized screen ({genes} genes)"):
-        sim = simulate_screen(n_genes=genes, seed=seed, n_unseen_genes=unseen)
-        paths = sim.write(run / "simulated_screen", overwrite=True)
+    console.print(f"simulating a challenge-sized screen ({genes} genes)", highlight=False)
+    sim = simulate_screen(n_genes=genes, seed=seed, n_unseen_genes=unseen)
+    paths = sim.write(run / "simulated_screen", overwrite=True)
     console.print(
         f"[bold]1/6[/] simulated screen: {paths['screen']} ({sim.adata.n_obs} cells x {sim.adata.n_vars} genes)"
     )
@@ -45,6 +43,7 @@ def demo(
     model = fit(screen, out=run, resume=True, seed=seed, max_steps=max_steps, progress=progress)
     console.print("[bold]3/6[/] evaluating against the baselines")
     results = evaluate(model, screen, progress=progress)
+    model.evaluation = results  # scoring reads it: genes from sequence are ranked only if that path beats the mean
     write_json_atomic(run / "eval.json", results)
     write_text_atomic(run / "eval.md", render_eval_markdown(results))
     console.print("[bold]4/6[/] scoring observed and unseen knockouts")
@@ -52,7 +51,7 @@ def demo(
     console.print("[bold]5/6[/] interpreting the programs")
     programs = _programs(model, screen, paths.get("modules"), run)
     console.print("[bold]6/6[/] plots and report")
-    from ..pl._save import save_run_plots
+    from ..pl import save_run_plots
 
     save_run_plots(run, programs=programs, eval_results=results)
     _caveats(run, results)
@@ -61,20 +60,16 @@ def demo(
 
 
 def _score(model, screen, run: Path) -> None:  # noqa: ANN001
-    from .._utils import atomic_path
-    from ..io import TARGET_PRESETS, parse_constraint, resolve_targets
-    from ..tl._score import score_perturbations
+    from ..tl import score_perturbations, write_scores
 
-    targets = resolve_targets(["progenitor", "control"], model.states)
-    constraints = [parse_constraint(c, model.states) for c in TARGET_PRESETS["progenitor"].constraints]
-    df = score_perturbations(model, screen, targets=targets, constraints=constraints, progress=False)
-    with atomic_path(run / "scores.csv") as tmp:
-        df.to_csv(tmp, index=False)
+    # presets by name: each brings its own constraint (progenitor: cycling>=0.05; control: none)
+    df = score_perturbations(model, screen, targets=["progenitor", "control"], progress=False)
+    write_scores(df, run / "scores.csv", overwrite=True)
 
 
 def _programs(model, screen, gmt: Path | None, run: Path):  # noqa: ANN001, ANN202
-    from ..tl._enrichment import read_gmt
-    from ..tl._interpret import interpret_programs
+    from ..io import read_gmt
+    from ..tl import interpret_programs
 
     sets = read_gmt(gmt) if gmt else None
     result = interpret_programs(model, screen, gene_sets=sets)
@@ -83,6 +78,6 @@ def _programs(model, screen, gmt: Path | None, run: Path):  # noqa: ANN001, ANN2
 
 
 def _caveats(run: Path, results: dict) -> None:
-    from ._report import derive_caveats
+    from ..report import derive_caveats
 
-    write_json_atomic(run / "caveats.json", derive_caveats(results))
+    write_json_atomic(run / "caveats.json", derive_caveats(results, split=results.get("split")))

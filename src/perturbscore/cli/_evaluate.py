@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .._constants import EVAL_UNSEEN_GENES
+from .._constants import EVAL_UNSEEN_GENES, REPRODUCE_MODELS
 from .._utils import write_json_atomic, write_text_atomic
 from ._app import app
 from ._common import (
@@ -17,6 +17,7 @@ from ._common import (
     PertKeyOpt,
     ProgressOpt,
     StateKeyOpt,
+    check_inputs,
     console,
     load_screen,
 )  # fmt: skip
@@ -37,8 +38,8 @@ def _ints(text: str, *, flag: str = "--ks", minimum: int = 1) -> tuple[int, ...]
 
 @app.command("evaluate")
 def evaluate(
-    run: Path = typer.Argument(..., help="Run directory made by `perturbscore train`."),
-    screen: Path = typer.Option(..., "--screen", help="The screen the run was trained on (.h5ad)."),
+    run: Path = typer.Argument(..., help="Run directory made by `perturbscore train`.", show_default=False),
+    screen: Path = typer.Option(..., "--screen", help="The screen the run was trained on (.h5ad).", show_default=False),
     features: Path | None = FeaturesOpt,
     ks: str = typer.Option("2,5,10,25,60", "--ks", help="Cells per sample to evaluate."),
     resamples: int = typer.Option(30, "--resamples", help="Resamples of cells and targets."),
@@ -49,20 +50,22 @@ def evaluate(
     control: str = ControlOpt,
     layer: str | None = LayerOpt,
 ) -> None:
-    """Evaluate a trained model against the honest baselines on its held-out knockouts."""
+    """Compare a trained model with simple baselines on its held-out knockouts."""
     from .._errors import RunError
-    from ..tl import PerturbScoreModel
-    from ..tl._evaltable import render_eval_markdown
-    from ..tl._evaluate import evaluate as run_eval
+    from ..evaluation import evaluate as run_eval
+    from ..evaluation import render_eval_markdown
+    from ..model import PerturbScoreModel
 
     if (run / "eval.json").exists() and not overwrite:
         raise RunError(f"{run / 'eval.json'} exists; pass --overwrite to replace it")
+    ks_values = _ints(ks)
+    check_inputs(screen=screen, files=[("--features", features)])
     model = PerturbScoreModel.load(run)
     data = load_screen(
         screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
         layer=layer, states=model.states,
     )  # fmt: skip
-    results = run_eval(model, data, ks=_ints(ks), n_resamples=resamples, progress=progress)
+    results = run_eval(model, data, ks=ks_values, n_resamples=resamples, progress=progress)
     write_json_atomic(run / "eval.json", results)
     write_text_atomic(run / "eval.md", render_eval_markdown(results))
     _plots(run, results)
@@ -71,18 +74,25 @@ def evaluate(
 
 @app.command("reproduce")
 def reproduce(
-    screen: Path | None = typer.Argument(None, help="Screen .h5ad; default: the embedded simulated screen."),
+    screen: Path | None = typer.Argument(None, help="Screen .h5ad.", show_default="the embedded simulated screen"),
     features: Path | None = FeaturesOpt,
     out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds."),
-    folds: int = typer.Option(0, "--folds", help="0: the seed's 50/10 split; else k-fold over knockouts."),
+    folds: int = typer.Option(0, "--folds", help="0: one 50/10 split; else k-fold over knockouts."),
     models: str = typer.Option(
         "",
         "--models",
-        help="Models to train (default: seed_baseline,full,perturbscore; --ablation: every ablation variant).",
+        help=f"Comma-separated models to train, of: {', '.join(REPRODUCE_MODELS)}.",
+        show_default="seed_baseline,full,perturbscore",
     ),
-    ablation: bool = typer.Option(False, "--ablation", help="Train the ablation variants (docs/ablation.md)."),
-    max_steps: int | None = typer.Option(None, "--max-steps", help="Training steps for every model."),
+    ablation: bool = typer.Option(
+        False,
+        "--ablation",
+        help="Train the ablation: the reference full model, the default, the default less each part.",
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", help="Training steps for every model.", show_default="each preset's"
+    ),
     ks: str = typer.Option("2,5,10,25,60", "--ks", help="Cells per sample to evaluate."),
     resamples: int = typer.Option(30, "--resamples", help="Resamples of cells and targets."),
     sim_genes: int = typer.Option(2000, "--sim-genes", help="Genes of the simulated screen (no SCREEN given)."),
@@ -100,24 +110,23 @@ def reproduce(
     control: str = ControlOpt,
     layer: str | None = LayerOpt,
 ) -> None:
-    """Reproduce the seed's Section 3 (baseline model at 60 cells vs full model at ~10) with every baseline."""
-    from ..tl._reproduce import ABLATION, DEFAULT_MODELS, MODELS
-    from ..tl._reproduce import reproduce as run_reproduce
+    """Train the reference models (no sequence at 60 cells; with sequence at ~10) and compare every baseline."""
+    from ..evaluation import ABLATION, DEFAULT_MODELS, MODELS
+    from ..evaluation import reproduce as run_reproduce
 
-    variants = ABLATION if ablation else MODELS
-    keys = tuple(m.strip() for m in models.split(",")) if models else tuple(variants if ablation else DEFAULT_MODELS)
-    bad = [m for m in keys if m not in variants]
+    keys = tuple(m.strip() for m in models.split(",")) if models else (ABLATION if ablation else DEFAULT_MODELS)
+    bad = [m for m in keys if m not in MODELS]
     if bad:
         from .._errors import InputError
 
-        raise InputError(f"--models: unknown {', '.join(bad)}; choose from {', '.join(variants)}")
+        raise InputError(f"--models: unknown {', '.join(bad)}; choose from {', '.join(MODELS)}")
     data = _screen_or_simulated(
         screen, features, sim_genes, sim_seed, perturbation_key, state_key, control, layer, unseen=sim_unseen
     )
     over = {m: {"max_steps": max_steps} for m in keys} if max_steps else None
     results = run_reproduce(
         data, out=out, seeds=_ints(seeds, flag="--seeds", minimum=0), models=keys, folds=folds, ks=_ints(ks),
-        n_resamples=resamples, overwrite=overwrite, progress=progress, train_overrides=over, variants=variants,
+        n_resamples=resamples, overwrite=overwrite, progress=progress, train_overrides=over,
     )  # fmt: skip
     _figure1(out, keys)
     _plots(out, results)
@@ -133,13 +142,14 @@ def _screen_or_simulated(screen, features, genes, seed, pkey, skey, control, lay
     from ..datasets import simulate_screen
     from ..io import read_screen
 
-    with console.status(f"simulating the default screen ({genes} genes, seed {seed}, {unseen} genes without cells)"):
-        sim = simulate_screen(n_genes=genes, seed=seed, n_unseen_genes=unseen)
+    console.print(f"simulating the default screen ({genes} genes, seed {seed}, {unseen} genes without cells)",
+                  highlight=False)  # fmt: skip
+    sim = simulate_screen(n_genes=genes, seed=seed, n_unseen_genes=unseen)
     return read_screen(sim.adata, features=sim.features)
 
 
 def _figure1(out: Path, keys: tuple[str, ...]) -> None:
-    """The seed's Figure 1 from the first seed's runs, when both seed models were trained."""
+    """Draw the seed's Figure 1 from the first seed's runs, when both seed models were trained."""
     import pandas as pd
 
     from ..pl import figure1

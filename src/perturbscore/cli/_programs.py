@@ -8,10 +8,20 @@ from typing import TYPE_CHECKING
 import typer
 
 from ._app import app
-from ._common import BackedOpt, ControlOpt, LayerOpt, OverwriteOpt, PertKeyOpt, StateKeyOpt, console, load_screen
+from ._common import (
+    BackedOpt,
+    ControlOpt,
+    LayerOpt,
+    OverwriteOpt,
+    PertKeyOpt,
+    StateKeyOpt,
+    check_inputs,
+    console,
+    load_screen,
+)
 
 if TYPE_CHECKING:
-    from ..tl._interpret import ProgramsResult
+    from ..tl import ProgramsResult
 
 RunArg = typer.Argument(..., help="Run directory written by `perturbscore train` (holds model/).", show_default=False)
 
@@ -20,9 +30,14 @@ RunArg = typer.Argument(..., help="Run directory written by `perturbscore train`
 def programs(
     run: Path = RunArg,
     screen: Path | None = typer.Option(
-        None, "--screen", help="Screen .h5ad the model was trained on (for activity per state and perturbation)."
+        None,
+        "--screen",
+        help="Screen .h5ad the model was trained on (for activity per state and perturbation).",
+        show_default="none",
     ),
-    gene_sets: Path | None = typer.Option(None, "--gene-sets", help="Gene sets (GMT file) to test for enrichment."),
+    gene_sets: Path | None = typer.Option(
+        None, "--gene-sets", help="Gene sets (GMT file) to test for enrichment.", show_default="none"
+    ),
     n_top: int = typer.Option(50, "--n-top", help="Top genes per program and sign (also the hypergeometric set)."),
     permutations: int = typer.Option(1000, "--permutations", help="Permutations of the preranked enrichment test."),
     seed: int = typer.Option(0, "--seed", help="Random seed (cell sampling, permutations)."),
@@ -35,14 +50,15 @@ def programs(
 ) -> None:
     """Interpret the gene programs of the model in RUN; write CSVs into RUN and plots into RUN/plots."""
     from .._errors import RunError
-    from ..pl._save import save_run_plots
-    from ..tl._enrichment import read_gmt
-    from ..tl._interpret import PROGRAM_FILES, interpret_programs
-    from ..tl._model import PerturbScoreModel
+    from ..io import read_gmt
+    from ..model import PerturbScoreModel
+    from ..pl import save_run_plots
+    from ..tl import PROGRAM_FILES, interpret_programs
 
     existing = [f for f in PROGRAM_FILES.values() if (run / f).exists()]
     if existing and not overwrite:
         raise RunError(f"{run} already holds {', '.join(existing)}; pass --overwrite to replace them")
+    check_inputs(screen=screen, files=[("--gene-sets", gene_sets)])
     model = PerturbScoreModel.load(run)
     sets = read_gmt(gene_sets) if gene_sets is not None else None
     data = None
@@ -51,8 +67,8 @@ def programs(
             screen, features=None, perturbation_key=perturbation_key, state_key=state_key, control=control,
             layer=layer, backed=backed, small="keep", states=model.states,
         )  # fmt: skip
-    with console.status("interpreting programs"):
-        result = interpret_programs(model, data, gene_sets=sets, n_top=n_top, n_permutations=permutations, rng=seed)
+    console.print("interpreting the programs", highlight=False)
+    result = interpret_programs(model, data, gene_sets=sets, n_top=n_top, n_permutations=permutations, rng=seed)
     written = result.write(run, overwrite=overwrite)
     plots = save_run_plots(run, programs=result, groups=("programs",))
     _print_summary(result)

@@ -69,8 +69,8 @@ def train(
     stat_activation: str | None = typer.Option(
         None,
         "--stat-activation",
-        help="What G's output passes through: radial (default preset: direction kept, length r -> 4 asinh(r/4)), "
-        "identity (seed presets) or tanh.",
+        help="What G's output passes through: radial (default preset: direction kept, length r -> 4 asinh(r/4)) "
+        "or identity (seed presets).",
     ),
     rec_robust: float | None = typer.Option(
         None,
@@ -103,7 +103,7 @@ def train(
     allow_missing_features: bool = AllowMissingOpt,
 ) -> None:
     """Train the statistic s(P) = G(mean f(x)), its distance head H and recognizer T on SCREEN."""
-    from ..tl import fit
+    from ..model import fit
     from ..train import check_options
 
     dev = None if devices is None else (int(devices) if devices.isdigit() else devices)

@@ -160,7 +160,7 @@ class Screen:
         return self._pindex[perturbation]
 
     def subset(self, perturbations: list[str]) -> Screen:
-        """A screen view restricted to ``perturbations`` (rows are shared, not copied)."""
+        """Return a screen view restricted to ``perturbations`` (rows are shared, not copied)."""
         keep = [self._pindex[p] for p in perturbations]
         return Screen(
             rows=self.rows,
@@ -182,7 +182,7 @@ class Screen:
         return self.features.get(perturbations if perturbations is not None else self.perturbations)
 
     def summary(self) -> dict:
-        """A JSON-friendly summary for reports and logs."""
+        """Return a JSON-friendly summary for reports and logs."""
         counts = self.counts
         return {
             "source": self.source,

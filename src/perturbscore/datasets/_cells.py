@@ -2,7 +2,12 @@
 
 Each cell draws its dominant state from its perturbation's true mix ``q(P)`` and then a soft
 mixture over states concentrated on it (a continuum: most of the rest goes to neighbouring
-states); its label is the dominant state. Program activity is ``gain(state mix) * (B z) + noise``.
+states); its label is the dominant state. Program activity is ``gain(state mix) * scale * (B z) + noise``.
+
+Two knobs set how much a cell's expression says beyond its label: ``within_state_shift`` (the ``scale`` of
+the programs; 0 = a knockout changes only its state mix, so its cells and control cells in the same state
+have the same expected expression, apart from the knocked-out gene itself) and ``label_noise`` (the scale
+of a cell's share outside its dominant state; 0 = every cell sits at its state's centre).
 """
 
 from __future__ import annotations
@@ -51,17 +56,44 @@ class CellPlan:
         return self.state.size
 
 
-def plan_cells(design: Design, counts: np.ndarray, *, n_control: int, rng: np.random.Generator) -> CellPlan:
-    """Lay out ``counts[i]`` cells of knockout ``i`` and ``n_control`` control cells, in shuffled order."""
+def plan_cells(
+    design: Design,
+    counts: np.ndarray,
+    *,
+    n_control: int,
+    rng: np.random.Generator,
+    within_state_shift: float = 1.0,
+    label_noise: float = 1.0,
+) -> CellPlan:
+    """Lay out ``counts[i]`` cells of knockout ``i`` and ``n_control`` control cells, in shuffled order.
+
+    Parameters
+    ----------
+    design
+        The screen's ground truth.
+    counts
+        Cells per knockout, ``(n_knockouts,)``.
+    n_control
+        Control cells.
+    rng
+        Random generator.
+    within_state_shift
+        Scale of the knockouts' within-state program shifts ``B z`` (1 = the default strength, 0 = none).
+    label_noise
+        Scale in [0, 1] of each cell's share outside its dominant state (1 = the default continuum,
+        0 = cells at their state's centre). The random draws do not depend on either knob.
+    """
     n_ko = len(design.knockouts)
     pert = np.concatenate([np.repeat(np.arange(n_ko), counts), np.full(n_control, -1)])
     pert = pert[rng.permutation(pert.size)]
     n = pert.size
     q = np.vstack([design.proportions[:n_ko], design.control_mix[None, :]])  # (P + 1, C); -1 -> control
     state = _draw_categorical(q[pert], rng)
-    mix = _soft_mix(state, rng)
+    mix = _soft_mix(state, rng, spread=label_noise)
     z = np.vstack([design.effects[:n_ko], np.zeros((1, design.effects.shape[1]))])  # (P + 1, L)
     shift = z[pert] @ design.program_loadings.T  # (n, K)
+    if within_state_shift != 1.0:
+        shift = within_state_shift * shift
     gain = mix @ design.program_gain.T  # (n, K)
     activity = gain * shift + rng.normal(0.0, 0.3, shift.shape)
     lane_idx = rng.choice(N_LANES, size=n, p=rng.dirichlet(np.full(N_LANES, 20.0)))
@@ -89,10 +121,15 @@ def _draw_categorical(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum((u > cum).sum(axis=1), p.shape[1] - 1)
 
 
-def _soft_mix(state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Soft mixtures ``(n, C)`` concentrated on ``state``: dominant share >= 0.55, the rest to neighbours."""
+def _soft_mix(state: np.ndarray, rng: np.random.Generator, *, spread: float = 1.0) -> np.ndarray:
+    """Soft mixtures ``(n, C)`` concentrated on ``state``: dominant share >= 0.55, the rest to neighbours.
+
+    ``spread`` scales the share outside the dominant state (0: one-hot mixtures); the draws do not depend on it.
+    """
     n = state.size
     eps = np.minimum(rng.beta(2.0, 6.0, n), 0.45)  # (n,) share outside the dominant state
+    if spread != 1.0:
+        eps = spread * eps
     alpha = NEIGHBOURS[state] + 1e-3  # (n, C)
     other = rng.gamma(alpha)
     other[np.arange(n), state] = 0.0

@@ -4,7 +4,8 @@ A quarter of the dimensions (at least 12) are informative: half of those are ``t
 effect ``z`` (partly visible to a linear model), half are centred squares of another projection
 (invisible to a linear model, recoverable by a nonlinear one). Each gene's informative value is
 ``signal + feature_noise * gene noise``; uninformative dimensions carry gene noise of the same
-scale. The per-gene values are expressed mostly in windows near the TSS (a Gaussian bump over the
+scale. ``feature_signal`` scales the signal: 0 leaves the features independent of the effects
+(uninformative), above 1 makes them more informative. The per-gene values are expressed mostly in windows near the TSS (a Gaussian bump over the
 window index), on top of a shared per-window background and independent per-window noise.
 """
 
@@ -55,12 +56,18 @@ def simulate_features(
     n_windows: int,
     noise: float,
     rng: np.random.Generator,
+    signal_scale: float = 1.0,
 ) -> tuple[np.ndarray, FeatureMap]:
-    """Features ``(n, n_windows, dim)`` float32 for genes with effects ``(n, L)``."""
+    """Features ``(n, n_windows, dim)`` float32 for genes with effects ``(n, L)``.
+
+    ``signal_scale`` multiplies the informative signal (0: features independent of ``effects``); the random
+    draws do not depend on it, so screens that differ only in it share their noise.
+    """
     n = effects.shape[0]
     fmap = feature_map(effects.shape[1], dim, rng)
     value = noise * rng.standard_normal((n, dim))  # (n, dim) gene-level noise
-    value[:, fmap.informative] += signal(fmap, effects, z_mean)
+    if signal_scale != 0.0:
+        value[:, fmap.informative] += signal_scale * signal(fmap, effects, z_mean)
     uninformative = np.setdiff1d(np.arange(dim), fmap.informative)
     value[:, uninformative] *= np.sqrt(1.0 + noise**2) / max(noise, 1e-12)  # same marginal scale
     centre = (n_windows - 1) / 2

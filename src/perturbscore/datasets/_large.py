@@ -1,4 +1,4 @@
-"""Genome-wide-sized synthetic screens streamed straight to disk (issue 8: screens larger than memory).
+"""Genome-wide-sized synthetic screens streamed straight to disk.
 
 :func:`write_large_screen` draws the same kind of screen as :func:`~perturbscore.datasets.simulate_screen`
 (same design, cells and counts) but never holds the matrix: counts are drawn a chunk of cells at a
@@ -27,7 +27,7 @@ from ._design import build_design
 from ._features import simulate_features
 from ._reference import draw_counts
 from ._simulate import FEATURE_NOISE, _cell_totals, _check_args, _truth_frame, obs_frame, truth_uns
-from ._write import write_features_npz, write_gmt
+from ._write import write_features_npz, write_modules_gmt
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def write_large_screen(
         rng=np.random.default_rng(s_feat),
     )  # fmt: skip
     write_features_npz(np.array(design.knockouts), values, paths["features"])
-    write_gmt(design.modules, paths["modules"])
+    write_modules_gmt(design.modules, paths["modules"])
     with atomic_path(paths["truth"]) as tmp:
         _truth_frame(design, counts, n_control).to_csv(tmp)
     logger.info(

@@ -23,7 +23,7 @@ CHALLENGE_N_KNOCKOUTS = 66
 
 
 def challenge_cells_per_ko() -> pd.DataFrame:
-    """The challenge screen's cell-state counts per knockout and control guide.
+    """Return the challenge screen's cell-state counts per knockout and control guide.
 
     Returns
     -------

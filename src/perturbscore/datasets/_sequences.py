@@ -36,7 +36,7 @@ def sequence_length(n_windows: int) -> int:
 
 
 def motif_counts(mmap: MotifMap, effects: np.ndarray, z_mean: np.ndarray) -> np.ndarray:
-    """Expected planted occurrences ``(n, M)`` for effects ``(n, L)``."""
+    """Return expected planted occurrences ``(n, M)`` for effects ``(n, L)``."""
     return BASE_RATE * np.exp(GAIN * np.tanh((effects - z_mean) @ mmap.loadings.T))
 
 

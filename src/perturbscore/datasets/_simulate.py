@@ -31,6 +31,20 @@ FEATURE_NOISE = 0.5
 PLANTED_KNOCKOUT = "Prdm1"
 PLANTED_MIX = (0.62, 0.12, 0.09, 0.15, 0.02)
 
+#: Named settings of the panel of screens the scores are judged on: how informative the features are
+#: (``feature_signal``), how much knockouts shift expression within a state (``within_state_shift``) and
+#: whether cells sit on a continuum between states (``label_noise``). ``{}`` is the default screen.
+SCREEN_PANEL: dict[str, dict[str, float | int]] = {
+    "default": {},
+    "features_strong": {"feature_signal": 3.0},
+    "features_none": {"feature_signal": 0.0},
+    "shift_strong": {"within_state_shift": 2.0},
+    "shift_none": {"within_state_shift": 0.0},
+    "labels_clean": {"label_noise": 0.0},
+    "labels_only": {"within_state_shift": 0.0, "label_noise": 0.0},
+    "genes_15k": {"n_genes": 15_077},
+}
+
 
 @dataclass
 class SyntheticScreen:
@@ -92,6 +106,9 @@ def simulate_screen(
     min_cells: int = 20,
     effect_dim: int = 5,
     feature_noise: float = FEATURE_NOISE,
+    feature_signal: float = 1.0,
+    within_state_shift: float = 1.0,
+    label_noise: float = 1.0,
     planted: Mapping[str, Sequence[float]] | None = None,
     seed: int | np.random.Generator | None = 0,
     progress: bool = False,
@@ -103,6 +120,10 @@ def simulate_screen(
     activity of within-state expression programs (``B z``). Cells sit on a continuum between
     states, labelled by their dominant one; counts are negative binomial. Features and sequences
     carry a noisy, nonlinear signal of ``z``.
+
+    Three knobs (defaults: the default screen) vary what each source of evidence says, for a panel of
+    screens (:data:`SCREEN_PANEL`); the random draws do not depend on them, so screens that differ only in
+    a knob share their cells, labels and noise.
 
     Parameters
     ----------
@@ -126,6 +147,16 @@ def simulate_screen(
         Dimension ``L`` of the latent effect.
     feature_noise
         Gene-level noise of the features relative to their signal; higher is harder.
+    feature_signal
+        Scale of the effect's signal in the features: 1 (default) is weakly informative, 3 strongly,
+        0 makes the features independent of the effects (uninformative).
+    within_state_shift
+        Scale of the within-state expression programs ``B z``: 1 (default) as today, 2 strong, 0 none (a
+        knockout changes only its state mix; its cells and control cells in the same state have the same
+        expected expression, apart from the knocked-out gene itself).
+    label_noise
+        Scale in [0, 1] of each cell's share outside its labelled (dominant) state: 1 (default) puts cells on
+        a continuum between states, 0 puts every cell at its state's centre.
     planted
         Knockouts (challenge symbols) whose true mix is fixed: ``{"Prdm1": (0.6, 0.1, 0.1, 0.15, 0.05)}``
         in :data:`~perturbscore._constants.CHALLENGE_STATES` order. They get the most cells.
@@ -142,6 +173,7 @@ def simulate_screen(
     seed_int = int(seed.integers(2**63)) if isinstance(seed, np.random.Generator) else seed
     n_cells, n_control = _cell_totals(n_cells, n_control_cells, n_knockouts, min_cells)
     _check_args(n_unseen_genes=n_unseen_genes, feature_dim=feature_dim, n_windows=n_windows, noise=feature_noise)
+    _check_knobs(feature_signal=feature_signal, within_state_shift=within_state_shift, label_noise=label_noise)
     ss = np.random.SeedSequence(seed_int)
     s_design, s_counts, s_cells, s_umi, s_feat, s_seq = ss.spawn(6)
     design = build_design(
@@ -158,7 +190,14 @@ def simulate_screen(
     if planted:  # planted knockouts come first in design.knockouts; give them the most cells
         order = np.argsort(counts)[::-1]
         counts = np.concatenate([counts[order[: len(planted)]], counts[np.sort(order[len(planted) :])]])
-    plan = plan_cells(design, counts, n_control=n_control, rng=np.random.default_rng(s_cells))
+    plan = plan_cells(
+        design,
+        counts,
+        n_control=n_control,
+        rng=np.random.default_rng(s_cells),
+        within_state_shift=within_state_shift,
+        label_noise=label_noise,
+    )
     raw = simulate_counts(design, plan, seed=s_umi, progress=progress)
     genes = [*design.knockouts, *design.unseen]
     values, _ = simulate_features(
@@ -168,6 +207,7 @@ def simulate_screen(
         n_windows=n_windows,
         noise=feature_noise,
         rng=np.random.default_rng(s_feat),
+        signal_scale=feature_signal,
     )
     seqs, motifs = None, None
     if sequences:
@@ -185,6 +225,9 @@ def simulate_screen(
         "n_windows": int(n_windows),
         "effect_dim": int(effect_dim),
         "feature_noise": float(feature_noise),
+        "feature_signal": float(feature_signal),
+        "within_state_shift": float(within_state_shift),
+        "label_noise": float(label_noise),
         "min_cells": int(min_cells),
         "sequences": bool(sequences),
         "library_median": float(LIBRARY_MEDIAN),
@@ -254,6 +297,15 @@ def _check_args(*, n_unseen_genes: int, feature_dim: int, n_windows: int, noise:
         raise InputError(f"feature_dim={feature_dim}, n_windows={n_windows}: both must be >= 1")
     if not noise >= 0:
         raise InputError(f"feature_noise={noise}: must be a non-negative number")
+
+
+def _check_knobs(*, feature_signal: float, within_state_shift: float, label_noise: float) -> None:
+    if not (np.isfinite(feature_signal) and feature_signal >= 0):
+        raise InputError(f"feature_signal={feature_signal}: must be a finite number >= 0 (0 = uninformative features)")
+    if not (np.isfinite(within_state_shift) and within_state_shift >= 0):
+        raise InputError(f"within_state_shift={within_state_shift}: must be a finite number >= 0 (0 = no shift)")
+    if not 0 <= label_noise <= 1:
+        raise InputError(f"label_noise={label_noise}: must be in [0, 1] (0 = cells at their state's centre)")
 
 
 def _anndata(design: Design, plan: CellPlan, raw, params: dict, motifs: MotifMap | None) -> ad.AnnData:

@@ -41,7 +41,7 @@ def write_screen(screen: SyntheticScreen, directory: Path, *, overwrite: bool) -
     write_features_npz(screen.features.genes, screen.features.values, paths["features"])
     if screen.sequences:
         write_fasta(screen.sequences, paths["sequences"])
-    write_gmt(screen.modules, paths["modules"])
+    write_modules_gmt(screen.modules, paths["modules"])
     with atomic_path(paths["truth"]) as tmp:
         screen.truth.to_csv(tmp)
     logger.info("wrote synthetic screen to %s", directory)
@@ -65,11 +65,11 @@ def write_fasta(sequences: Mapping[str, str], path: str | Path, *, width: int = 
     return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def write_gmt(modules: Mapping[str, list[str]], path: str | Path) -> Path:
-    """Write gene sets as GMT: ``name<TAB>description<TAB>gene<TAB>gene...`` per line."""
-    from ..tl._enrichment import write_gmt as _write_gmt
+def write_modules_gmt(modules: Mapping[str, list[str]], path: str | Path) -> Path:
+    """Write a simulated screen's gene modules as GMT, each with a description of what it is."""
+    from ..io import write_gmt
 
-    return _write_gmt(modules, path, descriptions={name: _describe(name) for name in modules})
+    return write_gmt(modules, path, descriptions={name: _describe(name) for name in modules})
 
 
 def _describe(name: str) -> str:

@@ -22,7 +22,7 @@ _SHOW = 5  # how many offending genes an error message lists
 
 
 def span(*, n_windows: int = N_WINDOWS, size: int = WINDOW, stride: int = STRIDE) -> int:
-    """Number of base pairs covered by ``n_windows`` windows of ``size`` bp at ``stride`` (6,880 by default)."""
+    """Return the number of base pairs covered by ``n_windows`` windows of ``size`` bp at ``stride`` (6,880 by default)."""
     _check_geometry(n_windows=n_windows, size=size, stride=stride)
     return size + (n_windows - 1) * stride
 
@@ -165,7 +165,7 @@ def window_starts(length: int, *, n_windows: int = N_WINDOWS, size: int = WINDOW
 
 
 def central_span(seq: str, *, n_windows: int = N_WINDOWS, size: int = WINDOW, stride: int = STRIDE) -> str:
-    """The central ``span`` bp of ``seq`` that the windows cover."""
+    """Return the central ``span`` bp of ``seq`` that the windows cover."""
     total = span(n_windows=n_windows, size=size, stride=stride)
     start = int(window_starts(len(seq), n_windows=n_windows, size=size, stride=stride)[0])
     return seq[start : start + total]

@@ -71,7 +71,7 @@ def _canonical_columns(k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def kmer_codes(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rolling k-mer codes for every start position.
+    """Return rolling k-mer codes for every start position.
 
     Parameters
     ----------
@@ -146,7 +146,7 @@ def kmer_spectrum(
 
 
 def _delta_plan(*, n_windows: int, window: int, stride: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The k-mer start positions whose counts change from window ``w - 1`` to window ``w``.
+    """Return the k-mer start positions whose counts change from window ``w - 1`` to window ``w``.
 
     Returns ``(positions, window_index, sign)``: window 0 adds all of its k-mers; each later window
     adds those entering on the right (+1) and drops those leaving on the left (-1).

@@ -98,7 +98,7 @@ def load_language_model(
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError) as err:
-            raise InputError(f"cannot load a tokenizer from {path}: {err}. {_remote_hint(trust_remote_code)}") from err
+            raise InputError(f"cannot load a tokenizer from {path}: {err}. {_remote_hint(trust_remote_code=trust_remote_code)}") from err
         try:
             model = AutoModel.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError) as err:
@@ -108,7 +108,7 @@ def load_language_model(
                 model.config.output_hidden_states = True  # an MLM head's output has no last_hidden_state
             except (OSError, ValueError, KeyError) as err2:
                 raise InputError(
-                    f"cannot load a model from {path}: {err2}. {_remote_hint(trust_remote_code)}"
+                    f"cannot load a model from {path}: {err2}. {_remote_hint(trust_remote_code=trust_remote_code)}"
                 ) from err2
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -117,7 +117,7 @@ def load_language_model(
     return LanguageModel(tokenizer=tokenizer, model=model, device=dev, path=path)
 
 
-def _remote_hint(trust_remote_code: bool) -> str:
+def _remote_hint(*, trust_remote_code: bool) -> str:
     if trust_remote_code:
         return "Check the folder holds a complete model saved with save_pretrained."
     return "If the model ships its own code, pass --trust-remote-code; else check the folder is complete."

@@ -280,7 +280,7 @@ def _load_features(
 
 
 def _read_elem(node: h5py.Group | h5py.Dataset) -> object:
-    """anndata's element reader (``anndata.io`` from 0.11, ``anndata.experimental`` before)."""
+    """Read an AnnData element with anndata's reader (``anndata.io`` from 0.11, ``anndata.experimental`` before)."""
     try:
         from anndata.io import read_elem
     except ImportError:  # anndata 0.10

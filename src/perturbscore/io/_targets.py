@@ -2,7 +2,8 @@
 
 A target is a mapping state -> fraction, e.g. ``"progenitor=0.6,effector=0.1"``; states left out are 0.
 State names match case-insensitively, with ``_`` or ``-`` for spaces (``terminal_exhausted``).
-A mix that does not sum to 1 is renormalised with a warning.
+A mix that does not sum to 1 is renormalised with a warning. A target without a name is called after its
+dominant states (``"progenitor 60% + cycling 40%"``), so a score table says what it scored.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -158,39 +160,214 @@ def _read_mapping(path: Path) -> dict[str, Mapping[str, object]]:
     return {str(k): v for k, v in data.items()}
 
 
-def resolve_targets(specs: Sequence[str], states: Sequence[str]) -> dict[str, np.ndarray]:
-    """Resolve CLI-style target specs into named ``(C,)`` mixes.
+def default_target_name(mix: np.ndarray, states: Sequence[str]) -> str:
+    """Name a target after its dominant states, e.g. ``"progenitor 60% + cycling 40%"``.
 
-    Each spec is ``"name:state=f,..."``, a bare ``"state=f,..."`` (named ``target1``, ``target2``, ... by
-    position), or a preset name from :data:`TARGET_PRESETS`.
+    States with at least 10 % of the mix are listed (at most three, largest first; the largest one always).
+
+    Parameters
+    ----------
+    mix
+        ``(C,)`` target mix in ``states`` order.
+    states
+        State names.
+
+    Returns
+    -------
+    str
+        The name.
+    """
+    q = np.asarray(mix, dtype=np.float64)
+    order = np.argsort(-q, kind="stable")
+    shown = [i for i in order[:3] if q[i] >= 0.1] or [int(order[0])]
+    return " + ".join(f"{states[i]} {_percent(q[i])}" for i in shown)
+
+
+def _percent(share: float) -> str:
+    pct = 100 * float(share)
+    return f"{pct:.0f}%" if pct >= 1 or pct == 0 else f"{pct:.1g}%"
+
+
+def describe_mix(mix: np.ndarray, states: Sequence[str]) -> str:
+    """Spell a mix out for people: ``"progenitor 60%, cycling 40% (other states 0%)"``."""
+    q = np.asarray(mix, dtype=np.float64)
+    order = [i for i in np.argsort(-q, kind="stable") if q[i] > 0]
+    text = ", ".join(f"{states[i]} {_percent(q[i])}" for i in order)
+    return text + (" (other states 0%)" if len(order) < len(states) else "")
+
+
+def mix_to_spec(mix: np.ndarray, states: Sequence[str]) -> str:
+    """Write a mix as the ``state=fraction,...`` text :func:`parse_target` reads (zero states left out)."""
+    q = np.asarray(mix, dtype=np.float64)
+    return ",".join(f"{s}={v:.4g}" for s, v in zip(states, q, strict=True) if v > 0)
+
+
+def resolve_target_specs(
+    specs: Sequence[str], states: Sequence[str]
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Resolve target specs into named ``(C,)`` mixes and the constraints their presets bring.
+
+    Each spec is ``"state=f,..."`` (named after its dominant states, see :func:`default_target_name`),
+    ``"NAME:state=f,..."``, a preset name from :data:`TARGET_PRESETS`, or ``"NAME:PRESET"`` (a preset under
+    another name). A preset's constraints (e.g. ``cycling>=0.05`` for ``progenitor``) apply to that target only.
+
+    Returns
+    -------
+    tuple
+        ``{name: mix}`` in spec order, and ``{name: [constraint text, ...]}`` for the targets that have some.
     """
     out: dict[str, np.ndarray] = {}
-    for i, spec in enumerate(specs, start=1):
-        name, mix = _resolve_one(spec.strip(), states, default_name=f"target{i}")
-        if name in out:
+    constraints: dict[str, list[str]] = {}
+    resolved: list[tuple[str | None, np.ndarray, tuple[str, ...]]] = []
+    for spec in specs:
+        name, mix, own = _resolve_one(str(spec).strip(), states)
+        if name is not None and name in {n for n, _, _ in resolved}:
             raise InputError(f"target name {name!r} is used twice; give each target its own name (name:mix).")
+        resolved.append((name, mix, own))
+    taken = {n for n, _, _ in resolved if n is not None}
+    for name, mix, own in resolved:  # unnamed targets are named once every given name is known
+        if name is None:
+            name = unique_name(default_target_name(mix, states), taken)
+            taken.add(name)
         out[name] = mix
+        if own:
+            constraints[name] = list(own)
+    return out, constraints
+
+
+def unique_name(name: str, taken: set[str] | Mapping[str, Any]) -> str:
+    """``name``, or ``name (2)``, ``name (3)``, ... when it is already taken."""
+    if name not in taken:
+        return name
+    i = 2
+    while f"{name} ({i})" in taken:
+        i += 1
+    return f"{name} ({i})"
+
+
+def resolve_targets(specs: Sequence[str], states: Sequence[str]) -> dict[str, np.ndarray]:
+    """Resolve target specs into named ``(C,)`` mixes (see :func:`resolve_target_specs` for the forms)."""
+    return resolve_target_specs(specs, states)[0]
+
+
+#: How targets are written, quoted in the error for one that is not.
+SPEC_FORMS = (
+    "Write state=fraction pairs ('progenitor=0.6,cycling=0.4'), NAME:pairs ('mine:progenitor=1'), a preset or "
+    "NAME:PRESET ('ctrl:control'). Write a state name with a space with _ (terminal_exhausted=1), or quote the "
+    "whole target on the command line ('terminal exhausted=1')."
+)
+
+
+def _resolve_one(spec: str, states: Sequence[str]) -> tuple[str | None, np.ndarray, tuple[str, ...]]:
+    head, sep, rest = spec.partition(":")
+    if sep and "=" not in head:
+        name = head.strip() or None
+        rest = rest.strip()
+        if "=" in rest:
+            return name, parse_target(rest, states), ()
+        preset = _preset(rest, spec)
+        return name or preset.name, _preset_mix(preset, states), preset.constraints
+    if "=" in spec:
+        return None, parse_target(spec, states), ()
+    preset = _preset(spec, spec)
+    return preset.name, _preset_mix(preset, states), preset.constraints
+
+
+def _preset(name: str, spec: str) -> TargetPreset:
+    preset = TARGET_PRESETS.get(name.strip().lower())
+    if preset is None:
+        raise InputError(
+            f"target {spec!r} is neither state=fraction pairs nor a preset; presets: {', '.join(TARGET_PRESETS)}. "
+            + SPEC_FORMS
+        )
+    if preset.mix is None:
+        raise InputError(f"preset {name!r} is not a single target mix. {preset.description}")
+    return preset
+
+
+def _preset_mix(preset: TargetPreset, states: Sequence[str]) -> np.ndarray:
+    assert preset.mix is not None
+    return mix_from_mapping(preset.mix, states, context=f"preset {preset.name!r}")
+
+
+def as_targets(targets: object, states: Sequence[str]) -> dict[str, np.ndarray]:
+    """Turn any accepted target form into named ``(C,)`` mixes in ``states`` order.
+
+    Accepted: ``{'progenitor': 0.6, 'cycling': 0.4}`` (one target; states left out are 0), a
+    :class:`pandas.Series` indexed by state, a ``(C,)`` array in ``states`` order, a ``(T, C)`` array, a
+    :class:`pandas.DataFrame` (one target per row, one column per state), a spec string or a list of them
+    (see :func:`resolve_target_specs`), or a mapping ``name -> any of the single-target forms``. Unnamed
+    targets are named after their dominant states (:func:`default_target_name`).
+
+    Returns
+    -------
+    dict
+        ``{name: mix}``; each mix is finite, non-negative and sums to 1.
+    """
+    if isinstance(targets, str):
+        return resolve_targets([targets], states)
+    if isinstance(targets, pd.DataFrame):
+        return _named({str(k): row for k, row in targets.iterrows()}, states)
+    if isinstance(targets, pd.Series) or (isinstance(targets, Mapping) and _is_one_mix(targets)):
+        q = _one_mix(targets, states, context="target")
+        return {default_target_name(q, states): q}
+    if isinstance(targets, Mapping):
+        if not targets:
+            raise InputError("no targets given; pass e.g. {'progenitor': 0.6, 'cycling': 0.4}")
+        return _named(targets, states)
+    if isinstance(targets, list | tuple) and targets and all(isinstance(t, str) for t in targets):
+        return resolve_targets(list(targets), states)
+    arr = np.asarray(targets, dtype=object)
+    if arr.ndim == 2:
+        out: dict[str, np.ndarray] = {}
+        for row in arr:
+            q = _one_mix(row, states, context="target")
+            out[unique_name(default_target_name(q, states), out)] = q
+        if not out:
+            raise InputError("no targets given; pass e.g. {'progenitor': 0.6, 'cycling': 0.4}")
+        return out
+    q = _one_mix(targets, states, context="target")
+    return {default_target_name(q, states): q}
+
+
+def _is_one_mix(mapping: Mapping) -> bool:
+    """Tell a mapping of scalars (state -> fraction) from one of targets (name -> mix)."""
+    return bool(mapping) and all(isinstance(v, int | float | np.number) for v in mapping.values())
+
+
+def _named(items: Mapping, states: Sequence[str]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, value in items.items():
+        if isinstance(value, str):
+            mix = resolve_targets([value], states)
+            out[str(name)] = next(iter(mix.values()))
+        else:
+            out[str(name)] = _one_mix(value, states, context=f"target {str(name)!r}")
     return out
 
 
-def _resolve_one(spec: str, states: Sequence[str], *, default_name: str) -> tuple[str, np.ndarray]:
-    head, sep, rest = spec.partition(":")
-    if sep and "=" not in head:
-        return head.strip(), parse_target(rest, states)
-    if "=" in spec:
-        return default_name, parse_target(spec, states)
-    preset = TARGET_PRESETS.get(spec.lower())
-    if preset is None:
+def _one_mix(value: object, states: Sequence[str], *, context: str) -> np.ndarray:
+    """One target: a state -> fraction mapping/Series, or a ``(C,)`` array in ``states`` order."""
+    if isinstance(value, pd.Series) and not pd.api.types.is_integer_dtype(value.index):
+        return mix_from_mapping(value.to_dict(), states, context=context)
+    if isinstance(value, Mapping):
+        return mix_from_mapping(value, states, context=context)
+    try:
+        q = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise InputError(f"{context} could not be read as a state mix ({err}); pass {{'state': fraction}}") from err
+    if q.shape != (len(states),):
         raise InputError(
-            f"target {spec!r} is neither state=fraction pairs nor a preset; presets: {', '.join(TARGET_PRESETS)}."
+            f"{context} has shape {q.shape}; give one fraction per state in the order {list(states)}, or a "
+            "mapping {'state': fraction} (states left out are 0)"
         )
-    if preset.mix is None:
-        raise InputError(f"preset {spec!r} is not a single target mix. {preset.description}")
-    return preset.name, mix_from_mapping(preset.mix, states, context=f"preset {spec!r}")
+    if not np.isfinite(q).all() or (q < 0).any() or q.sum() <= 0:
+        raise InputError(f"{context} = {q.tolist()} must be finite, >= 0 and not all zero")
+    return q / q.sum()
 
 
 def challenge_objective(proportions: np.ndarray, states: Sequence[str] = CHALLENGE_STATES) -> np.ndarray:
-    """The challenge's objective ``a/0.0675 + b/0.2097 - c/0.3134 + d/0.3921`` (higher is better).
+    """Return the challenge's objective ``a/0.0675 + b/0.2097 - c/0.3134 + d/0.3921`` (higher is better).
 
     Parameters
     ----------
@@ -238,6 +415,11 @@ class Constraint:
 
     def __str__(self) -> str:
         return f"{self.state}{self.op}{self.value:g}"
+
+    def describe(self) -> str:
+        """Say the bound in words, e.g. ``"cycling share at least 5%"``."""
+        words = {">=": "at least", "<=": "at most", ">": "above", "<": "below"}[self.op]
+        return f"{self.state} share {words} {_percent(self.value)}"
 
 
 def parse_constraint(text: str, states: Sequence[str]) -> Constraint:

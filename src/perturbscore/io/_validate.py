@@ -65,7 +65,7 @@ def open_h5(path: Path) -> h5py.File:
 
 
 def unreadable(path: str, err: Exception) -> InputError:
-    """An error for a file that opened but failed mid-read (a truncated or corrupt file)."""
+    """Return an error for a file that opened but failed mid-read (a truncated or corrupt file)."""
     return InputError(
         f"{path!r} could not be read completely; the .h5ad file may be truncated or corrupt. "
         f"Re-export it with adata.write_h5ad(...) or copy it again. ({type(err).__name__}: {err})"

@@ -21,9 +21,9 @@ class ModelConfig:
     n_features
         Dimension of a gene-feature window; ``None`` means no recognition network ``T``.
     front_end
-        ``"genes"``: f reads log-normalised genes (the seed). ``"standardize"``: per-gene z-scores folded
-        into f's weights (stays sparse). ``"pca"``: a fixed PCA of standardised top-variance genes,
-        fitted once on training cells; f then reads ``n_components`` coordinates.
+        ``"genes"``: f reads log-normalised genes (the seed presets). ``"pca"`` (default): a fixed PCA of
+        standardised top-variance genes, fitted once on training cells; f then reads ``n_components``
+        coordinates.
     n_top_genes, n_components
         Gene selection and PCA size for ``front_end="pca"``.
     n_programs
@@ -38,7 +38,9 @@ class ModelConfig:
     head_slots, head_hidden
         Attention slots ``n`` and MLP width of H.
     recognizer_pooling, recognizer_hidden, recognizer_dropout
-        T's pooling over windows (``"mean"``, ``"attention"``, ``"gaussian"``, ``"conv"``), MLP width and dropout.
+        T's pooling over windows: ``"gaussian"`` (default), ``"conv"`` (the seed presets) or ``"attention"``
+        (content-weighted windows); see :class:`~perturbscore.nn.SequenceRecognizer`. MLP width and dropout
+        (MLP read-out only).
     state_classifier
         Add a per-cell state classifier on f (for the auxiliary state loss, and the mix channel's posteriors).
     cell_mix_head
@@ -49,37 +51,31 @@ class ModelConfig:
         ``(k s_cells + kappa T(g)) / (k + kappa)`` with a learned ``kappa`` (initial ``prior_strength``):
         few cells lean on the sequence, many cells override it; no cells gives ``T(g)``.
     mix_channel
-        (Default; off in the seed presets.) Append the cells' mean decoded state posterior
-        ``mean_x softmax(A f(x))`` (``A``: the state classifier) to the statistic, which then has
+        (Default; off in the seed presets; ``--mix-channel/--no-mix-channel``.) Append the cells' mean decoded
+        state posterior ``mean_x softmax(A f(x))`` (``A``: the state classifier) to the statistic, which then has
         ``n_stat + n_states`` entries: ``[G(mean f), mean posterior]``. The head reads the decoded mix as
         ``w m + (1 - w) q_hat(s)`` with ``w = k / (k + kappa_mix)`` (``w = 1`` for ``T(g)`` alone, whose
         channel is ``T``'s prediction of the mix), so many cells give a plug-in estimate of the mix that
-        cannot memorise knockout-specific expression (docs/method.md, item 12).
+        cannot memorise knockout-specific expression.
     recognizer_head
         T's read-out: ``"mlp"`` (trained by gradient, the seed) or ``"ridge"`` (closed-form, penalty by
         leave-one-out; see :class:`~perturbscore.nn.SequenceRecognizer`; best with ``"gaussian"`` pooling,
         the default). ``None`` (default): ``"ridge"``, except with the seed's ``"conv"`` pooling, which keeps
         the MLP.
     stat_activation
-        What ``G``'s output passes through. ``"radial"`` (default since session 8) keeps its direction and
-        compresses its length ``r`` to ``rho asinh(r / rho)`` (``rho``: :attr:`stat_radius`): a knockout with
-        an extreme effect stays the furthest out, but not 10x further than the rest, where it would steer ``T``'s regression (docs/method.md,
-        item 15). ``"identity"`` (the seed) leaves it linear; ``"tanh"`` bounds each entry to (-1, 1).
+        What ``G``'s output passes through (``--stat-activation``). ``"radial"`` (default) keeps its direction
+        and compresses its length ``r`` to ``rho asinh(r / rho)`` (``rho``: :attr:`stat_radius`): a knockout
+        with an extreme effect stays the furthest out, but not 10x further than the rest, where it would steer
+        ``T``'s regression. ``"identity"`` (the seed presets) leaves it linear.
     stat_radius
         ``rho`` of the radial activation, ``u rho asinh(|u| / rho) / |u|``: lengths well below it pass nearly
-        unchanged, longer ones grow like their logarithm (default 4; docs/ablation.md, session 8, compares 1).
-    mixer_logratio
-        ``G`` also reads the centred log-ratio of the cells' mean decoded state posterior (the mix channel),
-        ``clr(mean_x softmax(A f(x)) + 0.02)``, as ``n_states`` more tokens beside the ``n_programs`` mean
-        activities (needs :attr:`mix_channel`). The mean of ``f`` moves linearly with the state mix; the
-        log-ratio is the mix's geometry that sequence effects move linearly. Off: tried in session 12 and not
-        adopted (it lowered the 15k screen's 5-fold recognition R²; ``docs/ablation.md``, session 12).
+        unchanged, longer ones grow like their logarithm (default 4).
     """
 
     n_genes: int
     n_states: int
     n_features: int | None = None
-    front_end: Literal["genes", "standardize", "pca"] = "pca"
+    front_end: Literal["genes", "pca"] = "pca"
     n_top_genes: int = 2000
     n_components: int = 64
     n_programs: int = 10
@@ -89,7 +85,7 @@ class ModelConfig:
     head: Literal["attention", "structured"] = "structured"
     head_slots: int = 20
     head_hidden: int = 128
-    recognizer_pooling: Literal["mean", "attention", "gaussian", "conv"] = "gaussian"
+    recognizer_pooling: Literal["attention", "gaussian", "conv"] = "gaussian"
     recognizer_hidden: int = 128
     recognizer_dropout: float = 0.0
     state_classifier: bool = True
@@ -98,35 +94,29 @@ class ModelConfig:
     prior_strength: float = 5.0
     recognizer_head: Literal["mlp", "ridge"] | None = None
     mix_channel: bool = True
-    stat_activation: Literal["identity", "tanh", "radial"] = "radial"
+    stat_activation: Literal["identity", "radial"] = "radial"
     stat_radius: float = 4.0
-    mixer_logratio: bool = False
 
     def __post_init__(self) -> None:
         if self.n_genes < 1 or self.n_states < 2:
             raise ValueError(f"need >= 1 gene and >= 2 states, got {self.n_genes} genes, {self.n_states} states")
-        if self.front_end not in ("genes", "standardize", "pca"):
-            raise ValueError(f"front_end must be 'genes', 'standardize' or 'pca', not {self.front_end!r}")
+        if self.front_end not in ("genes", "pca"):
+            raise ValueError(f"front_end must be 'genes' or 'pca', not {self.front_end!r}")
         if self.head not in ("attention", "structured"):
             raise ValueError(f"head must be 'attention' or 'structured', not {self.head!r}")
         if self.recognizer_head not in (None, "mlp", "ridge"):
             raise ValueError(f"recognizer_head must be 'mlp' or 'ridge', not {self.recognizer_head!r}")
         if self.stat_radius <= 0:
             raise InputError(f"invalid model option: stat_radius must be > 0, not {self.stat_radius}")
-        if self.stat_activation not in ("identity", "tanh", "radial"):
+        if self.stat_activation not in ("identity", "radial"):
             raise InputError(
-                f"invalid model option: stat_activation (--stat-activation) must be 'identity', 'tanh' or 'radial', "
+                f"invalid model option: stat_activation (--stat-activation) must be 'identity' or 'radial', "
                 f"not {self.stat_activation!r}"
             )
         if self.mix_channel and not (self.state_classifier and self.head == "structured"):
             raise InputError(
                 "mix_channel needs the state classifier and the structured head; turn it off with "
                 "mix_channel=False (--no-mix-channel) or keep state_classifier=True, head='structured'"
-            )
-        if self.mixer_logratio and not self.mix_channel:
-            raise InputError(
-                "mixer_logratio needs the mix channel (G reads the log-ratio of the cells' decoded mix); turn on "
-                "mix_channel or leave mixer_logratio off"
             )
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})")
@@ -164,8 +154,4 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}")
-        # fields a model saved before they existed lacks: the mix channel (session 4), the statistic's activation
-        # (session 7), the radial activation's radius (session 8, when 1 was the only radius) and G reading the
-        # decoded mix's log-ratio (session 12)
-        legacy = {"mix_channel": False, "stat_activation": "identity", "stat_radius": 1.0, "mixer_logratio": False}
-        return cls(**(legacy | data))
+        return cls(**data)

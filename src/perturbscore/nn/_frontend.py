@@ -17,7 +17,7 @@ class FrontEnd(nn.Module):
     """Map log-normalised cells (CSR, all genes) to f's input space.
 
     For ``front_end="pca"`` this is ``((x[genes] - mean) / sd) @ components.T``, computed sparsely.
-    Otherwise it passes the cells through and f standardises internally (``"standardize"``) or not.
+    For ``front_end="genes"`` it passes the cells through unchanged.
     All parameters are buffers, saved with the model.
     """
 

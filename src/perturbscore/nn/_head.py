@@ -74,7 +74,7 @@ class StructuredDistanceHead(nn.Module):
     prediction of the mix and is read as it is; a statistic of ``m2`` entries is decoded from ``G``'s part.
     Knowing ``k`` lets the head shrink small-sample estimates by the right amount;
     ``q_hat`` gives it the geometry of total variation for free. This replaces the seed's cross-attention
-    head in perturbscore's default configuration (see docs/ablation.md).
+    head in perturbscore's default configuration.
     """
 
     def __init__(self, n_stat: int, n_states: int, *, hidden: int = 128, mix_channel: bool = False) -> None:
@@ -86,7 +86,7 @@ class StructuredDistanceHead(nn.Module):
         self.mix_logit = nn.Parameter(torch.tensor(math.log(math.expm1(10.0)))) if mix_channel else None
 
     def decode(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
-        """Decoded state mix ``(P, C)`` of statistics ``(P, m2 [+ C])`` (``log_k``: cells behind each, 0 = none)."""
+        """Decode the state mix ``(P, C)`` of statistics ``(P, m2 [+ C])`` (``log_k``: cells behind each, 0 = none)."""
         q_s = self.proportions(stat[:, : self.n_stat])
         if self.mix_logit is None or stat.shape[1] == self.n_stat:  # no mix channel, or G's part alone
             return q_s

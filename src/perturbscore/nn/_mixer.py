@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 #: Output activations of :class:`ProgramMixer` (``ModelConfig.stat_activation``).
-ACTIVATIONS = ("identity", "tanh", "radial")
+ACTIVATIONS = ("identity", "radial")
 
 
 class ProgramMixer(nn.Module):
@@ -23,9 +23,9 @@ class ProgramMixer(nn.Module):
     d_model, n_heads
         Token width and attention heads of the Transformer encoder layer.
     activation
-        What the output passes through: ``"identity"`` (the seed), ``"tanh"`` (each entry in (-1, 1)) or
-        ``"radial"`` (``u rho asinh(|u| / rho) / |u|``: the direction kept, the length compressed to its log
-        beyond ``rho``, so one knockout with an extreme effect cannot sit 10x further out than the rest).
+        What the output passes through: ``"identity"`` (the seed) or ``"radial"`` (``u rho asinh(|u| / rho) /
+        |u|``: the direction kept, the length compressed to its log beyond ``rho``, so one knockout with an
+        extreme effect cannot sit 10x further out than the rest).
     radius
         ``rho`` of the radial activation: lengths well below it pass nearly unchanged.
     """
@@ -56,8 +56,6 @@ class ProgramMixer(nn.Module):
         tokens = pooled.unsqueeze(-1) * self.value_embedding + self.position  # (P, m1, d)
         mixed = self.layer(tokens)  # (P, m1, d)
         out = self.project(mixed.flatten(1))  # (P, m1*d) -> (P, m2)
-        if self.activation == "tanh":
-            return torch.tanh(out)
         if self.activation == "radial":
             length = torch.linalg.vector_norm(out, dim=-1, keepdim=True).clamp_min(1e-6)
             return out * (self.radius * torch.asinh(length / self.radius) / length)

@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ._ridge import RIDGE_ALPHAS, _loo_errors, _weighted_ridge, winsorise
+from ._ridge import RIDGE_ALPHAS, _loo_errors, _weighted_ridge
 
 #: Leading components of the all-gene feature basis the ridge head may keep (chosen by leave-one-out; all of
 #: them, i.e. plain ridge, is always a candidate).
@@ -23,7 +23,6 @@ RESELECT_EVERY = 10
 #: Reweighting passes of the robust ridge fit (``fit_predict(robust=...)``): each sets Huber weights from the
 #: leave-one-out residuals of the fit before.
 ROBUST_PASSES = 2
-_BASIS_BUFFERS = ("basis", "basis_sd", "basis_genes", "rank")
 
 
 class SequenceRecognizer(nn.Module):
@@ -36,10 +35,9 @@ class SequenceRecognizer(nn.Module):
     n_outputs
         ``m2``.
     pooling
-        ``"mean"`` over windows, ``"attention"`` (learned softmax weights per window, from the window's
-        content), ``"gaussian"`` (a learned bump over window positions: centre and width, two parameters,
-        for signal that sits at a fixed distance from the TSS), or ``"conv"`` (the seed's two 1-D
-        convolutions over windows, then a mean).
+        ``"gaussian"`` (a learned bump over window positions: centre and width, two parameters, for signal
+        that sits at a fixed distance from the TSS), ``"attention"`` (learned softmax weights per window, from
+        the window's content), or ``"conv"`` (the seed's two 1-D convolutions over windows, then a mean).
     hidden
         MLP width (``head="mlp"``).
     dropout
@@ -63,15 +61,15 @@ class SequenceRecognizer(nn.Module):
         n_features: int,
         n_outputs: int,
         *,
-        pooling: Literal["mean", "attention", "gaussian", "conv"] = "mean",
+        pooling: Literal["attention", "gaussian", "conv"] = "gaussian",
         hidden: int = 128,
         dropout: float = 0.0,
         head: Literal["mlp", "ridge"] = "mlp",
         ema: float = 0.1,
     ) -> None:
         super().__init__()
-        if pooling not in ("mean", "attention", "gaussian", "conv"):
-            raise ValueError(f"recognizer pooling must be mean, attention, gaussian or conv, not {pooling!r}")
+        if pooling not in ("attention", "gaussian", "conv"):
+            raise ValueError(f"recognizer pooling must be attention, gaussian or conv, not {pooling!r}")
         if head not in ("mlp", "ridge"):
             raise ValueError(f"recognizer head must be 'mlp' or 'ridge', not {head!r}")
         self.pooling, self.head, self.ema = pooling, head, ema
@@ -103,16 +101,6 @@ class SequenceRecognizer(nn.Module):
             self.register_buffer("basis_sd", torch.ones(n_features))
             self.register_buffer("basis_genes", torch.zeros((), dtype=torch.int64))  # genes it was fitted on
             self.register_buffer("rank", torch.full((n_outputs,), n_features, dtype=torch.int64))  # kept, per output
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        """Older models load: without the all-gene basis, with the identity (plain ridge); one penalty, per output."""
-        if self.head == "ridge" and prefix + "coef" in state_dict:
-            for name in _BASIS_BUFFERS:
-                state_dict.setdefault(prefix + name, getattr(self, name).detach().clone())
-            for name in ("alpha", "rank"):  # saved before the choice was per output: one value for all of them
-                if state_dict[prefix + name].dim() == 0:
-                    state_dict[prefix + name] = state_dict[prefix + name].expand_as(getattr(self, name)).clone()
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def has_basis(self) -> bool:
@@ -154,14 +142,11 @@ class SequenceRecognizer(nn.Module):
 
     def pool(self, features: torch.Tensor) -> torch.Tensor:
         """``(P, W, D) -> (P, D)``."""
-        if self.pooling in ("mean", "gaussian"):
-            if self.pooling == "mean":  # normalise after pooling: 200x cheaper when scoring a genome
-                x = features.mean(1)
-            else:
-                # one (1, W) @ (W, D) product per gene reads the features in place (10x faster than matmul's
-                # broadcast, which transposes a copy of them, and 3x faster than einsum)
-                w = self.window_weights(features.shape[1]).to(features.dtype)
-                x = torch.bmm(w.expand(features.shape[0], 1, -1).contiguous(), features).squeeze(1)
+        if self.pooling == "gaussian":
+            # one (1, W) @ (W, D) product per gene reads the features in place (10x faster than matmul's
+            # broadcast, which transposes a copy of them, and 3x faster than einsum); normalised after pooling
+            w = self.window_weights(features.shape[1]).to(features.dtype)
+            x = torch.bmm(w.expand(features.shape[0], 1, -1).contiguous(), features).squeeze(1)
             return x if self.head == "ridge" else self.norm(x)  # ridge standardises per dimension itself
         if self.pooling == "attention":
             return self._attention_pool(features)
@@ -226,50 +211,34 @@ class SequenceRecognizer(nn.Module):
         target: torch.Tensor,
         rows: torch.Tensor | None = None,
         *,
-        clip: float = 0.0,
-        clip_dims: int | None = None,
-        blocks: tuple[int, ...] | None = None,
         robust: float = 0.0,
+        robust_dims: int | None = None,
         subsample: float = 0.0,
-        rate: float | None = None,
-        reselect: bool = True,
-        sample_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Ridge head, training: fit on ``(P, W, D)`` features and ``(P, m2)`` targets; leave-one-out predictions.
 
         The penalty (and, with a basis, the rank) minimises the leave-one-out error (each output dimension scaled
-        by its variance); with a basis they are chosen again every :data:`RESELECT_EVERY` fits. ``blocks``
-        (column counts, summing to ``m2``) makes that choice once per block of outputs, e.g. ``G``'s part and
-        the mix channel, each with its own rank and penalty; ``None``: one choice for all outputs.
-        The fit is folded into the stored read-out (moving average); the returned ``(P, m2)`` predictions
-        are each gene's prediction from a fit without that gene, differentiable in the pooling weights,
-        so every loss that reads ``T(g)`` of a training gene sees what ``T`` does for an unseen gene.
-        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. ``clip > 0``
-        winsorises the targets first (:func:`winsorise`, on their first ``clip_dims`` entries): a gene further
-        than ``clip`` times the median distance from the median target is pulled in to that distance, so one
-        or two extreme genes cannot steer the least-squares fit. ``robust > 0`` keeps the targets and weights
-        the genes instead (Huber weights, :data:`ROBUST_PASSES` passes): a gene whose leave-one-out residual
-        (on the first ``clip_dims`` entries, each in units of its spread) is more than ``robust`` times the
-        median residual gets weight ``robust * median / residual``. Extreme genes that the features predict
-        keep their full weight; only those they do not are discounted. ``0 < subsample < 1`` folds a fit to
-        a random ``subsample`` share of the genes (same rank, penalty and weights; drawn from the fit count, so
+        by its variance), one choice for every output; with a basis they are chosen again every
+        :data:`RESELECT_EVERY` fits. The fit is folded into the stored read-out (moving average, weight
+        :attr:`ema`; the first fit replaces it); the returned ``(P, m2)`` predictions are each gene's
+        prediction from a fit without that gene, differentiable in the pooling weights, so every loss that
+        reads ``T(g)`` of a training gene sees what ``T`` does for an unseen gene. ``rows`` (bool or index)
+        selects the genes of ``features`` that ``target`` belongs to.
+
+        ``robust > 0`` weights the genes (Huber weights, :data:`ROBUST_PASSES` passes): a gene whose
+        leave-one-out residual (on the first ``robust_dims`` entries, all when ``None``, each in units of its
+        spread) is more than ``robust`` times the median residual gets weight ``robust * median / residual``.
+        Extreme genes that the features predict keep their full weight; only those they do not are discounted,
+        so one or two of them cannot steer the least-squares fit. ``0 < subsample < 1`` folds a fit to a random
+        ``subsample`` share of the genes (same rank, penalty and weights; drawn from the fit count, so
         reproducible) into the stored read-out instead of the full fit: the moving average then averages fits
         to different subsets (subagging), which steadies what ``T`` predicts for unseen genes; with fewer than
         6 genes the full fit is kept. The returned leave-one-out predictions are the full fit's either way.
-        ``rate`` is the new fit's weight in the moving average (``None``: :attr:`ema`, and 1 for the first fit);
-        ``reselect=False`` keeps the stored rank and penalty even when the schedule would choose them again.
-        ``sample_weight`` ``(P,)`` weights the genes' squared errors in every fit and choice (the robust weights
-        multiply it), e.g. less for a knockout whose statistic comes from few cells.
         """
         if self.head != "ridge":
             raise RuntimeError("fit_predict is for the ridge head; the MLP head is trained by gradient")
         y = target.detach()
-        if clip > 0 and y.shape[0] >= 3:
-            y = winsorise(y, clip, dims=clip_dims)
         n, m = y.shape
-        blocks = (m,) if blocks is None else tuple(blocks)
-        if sum(blocks) != m or min(blocks) < 1:
-            raise ValueError(f"blocks {blocks} must be positive column counts summing to the {m} outputs")
         x = self.pool(features)
         x = x if rows is None else x[rows]  # (P, D)
         if n < 3:  # too few genes for a fit: keep the stored read-out
@@ -282,25 +251,17 @@ class SequenceRecognizer(nn.Module):
         d = xs.shape[1]
         xp = xs @ self.basis if self.has_basis else xs  # (P, D): coordinates in the all-gene basis
         ranks = candidate_ranks(d) if self.has_basis else [d]
-        # chosen again every RESELECT_EVERY fits (the choice moves slowly); reselect=False keeps the stored one
-        reselect = reselect and (len(ranks) == 1 or int(self.n_fits) % RESELECT_EVERY == 0)
-        prior = None if sample_weight is None else sample_weight.detach().to(xp.dtype).reshape(-1)
-        if prior is not None and (prior.shape[0] != n or not bool((prior > 0).all())):
-            raise ValueError(
-                f"sample_weight must be {n} positive weights (one per gene), got shape {tuple(prior.shape)}"
-                + ("" if prior.shape[0] != n else f" with minimum {float(prior.min()):g}")
-            )
-        if reselect:  # with sample weights, the penalty the weighted fit wants (_select reads raw y then)
-            self._select(xp.detach(), yc if prior is None else y, ranks, blocks, prior)
-        weights = prior
+        reselect = len(ranks) == 1 or int(self.n_fits) % RESELECT_EVERY == 0  # the choice moves slowly
+        if reselect:
+            self._select(xp.detach(), yc, ranks)
+        weights = None
         for _ in range(ROBUST_PASSES if robust > 0 else 0):  # reweighting passes: Huber weights from LOO residuals
             loo, _, _ = _weighted_ridge(xp.detach(), y, self._choices(), weights)
-            dims = clip_dims or m
+            dims = robust_dims or m
             dist = torch.linalg.vector_norm((y - loo)[:, :dims] / y[:, :dims].std(0).clamp_min(1e-12), dim=1)
             weights = (robust * dist.median() / dist.clamp_min(1e-12)).clamp(max=1.0)
-            weights = weights if prior is None else weights * prior
             if reselect:  # the penalty the weighted fit wants (a discounted outlier no longer asks for shrinkage)
-                self._select(xp.detach(), y, ranks, blocks, weights)
+                self._select(xp.detach(), y, ranks, weights)
         loo, coef, intercept = _weighted_ridge(xp, y, self._choices(), weights)
         if 0 < subsample < 1 and n >= 6:
             keep = self._subset(n, subsample)
@@ -311,8 +272,7 @@ class SequenceRecognizer(nn.Module):
                 kept = int(self.rank.max())
                 coef = self.basis[:, :kept] @ coef[:kept]
             self.last_weights_ = torch.ones(n) if weights is None else weights.detach()
-            if rate is None:
-                rate = 1.0 if int(self.n_fits) == 0 else self.ema
+            rate = 1.0 if int(self.n_fits) == 0 else self.ema
             for buf, new in (
                 (self.feat_mean, mean),
                 (self.feat_sd, sd),
@@ -324,7 +284,7 @@ class SequenceRecognizer(nn.Module):
         return loo
 
     def _subset(self, n: int, share: float) -> torch.Tensor:
-        """Indices of a random ``share`` of ``n`` genes (at least 3, at most ``n - 1``), seeded by the fit count."""
+        """Draw a random ``share`` of ``n`` gene indices (at least 3, at most ``n - 1``), seeded by the fit count."""
         size = min(n - 1, max(3, round(share * n)))
         gen = torch.Generator().manual_seed(1_000_003 + int(self.n_fits))
         return torch.randperm(n, generator=gen)[:size].sort().values.to(self.coef.device)
@@ -334,15 +294,8 @@ class SequenceRecognizer(nn.Module):
         return torch.stack([self.rank.to(torch.float64), self.alpha.to(torch.float64)], 1)
 
     @torch.no_grad()
-    def _select(
-        self,
-        xp: torch.Tensor,
-        y: torch.Tensor,
-        ranks: list[int],
-        blocks: tuple[int, ...],
-        weights: torch.Tensor | None = None,
-    ) -> None:
-        """Choose each block's rank and penalty by leave-one-out; ``y`` centred when unweighted (else raw)."""
+    def _select(self, xp: torch.Tensor, y: torch.Tensor, ranks: list[int], weights: torch.Tensor | None = None) -> None:
+        """Choose the rank and penalty of every output by leave-one-out; ``y`` centred when unweighted (else raw)."""
         x = xp.double()
         y = y.double()
         if weights is not None:  # weighted ridge: centre on weighted means, scale rows by sqrt(w)
@@ -354,14 +307,10 @@ class SequenceRecognizer(nn.Module):
             w, scale = None, y.pow(2).mean(0).clamp_min(1e-12)  # (m2,)
         errs = torch.stack([_loo_errors(x[:, :r], y, scale, w) for r in ranks])
         errs = errs.nan_to_num(nan=math.inf)  # (ranks, A, m2)
-        first = 0
-        for width in blocks:  # first of tied minima: fewest components, smallest penalty
-            cols = slice(first, first + width)
-            pick = int(torch.argmin(errs[..., cols].mean(-1)))
-            rank = ranks[pick // errs.shape[1]]
-            self.rank[cols] = rank
-            self.alpha[cols] = float(RIDGE_ALPHAS[pick % errs.shape[1]] * rank)
-            first += width
+        pick = int(torch.argmin(errs.mean(-1)))  # first of tied minima: fewest components, smallest penalty
+        rank = ranks[pick // errs.shape[1]]
+        self.rank.fill_(rank)
+        self.alpha.fill_(float(RIDGE_ALPHAS[pick % errs.shape[1]] * rank))
 
 
 def candidate_ranks(dim: int) -> list[int]:

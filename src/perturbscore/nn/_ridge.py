@@ -50,24 +50,6 @@ def _weighted_ridge(
     return loo, coef, intercept
 
 
-def winsorise(y: torch.Tensor, clip: float, *, dims: int | None = None) -> torch.Tensor:
-    """Pull rows of ``y`` ``(P, m)`` further than ``clip`` x the median distance from the median in to that distance.
-
-    Distances are Euclidean over the first ``dims`` columns (all when ``None``), from their coordinate-wise
-    median; only those columns move, each row along its own direction from the median. Rows within the
-    distance are unchanged.
-    """
-    dims = y.shape[1] if dims is None else dims
-    part = y[:, :dims]
-    centre = part.median(0).values
-    dist = torch.linalg.vector_norm(part - centre, dim=1, keepdim=True)
-    cap = clip * dist.median()
-    scale = torch.where(dist > cap, cap / dist.clamp_min(1e-12), torch.ones_like(dist))
-    out = y.clone()
-    out[:, :dims] = centre + (part - centre) * scale
-    return out
-
-
 def _loo_errors(
     x: torch.Tensor, yc: torch.Tensor, scale: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -3,8 +3,8 @@
 On CPU the forward ``X W^T`` runs in PyTorch's CSR kernel over the scipy arrays (zero-copy, 2.3x faster
 than scipy's ``csr_matvecs`` for a 3,060-row x 15,077-gene batch, and threaded), and the weight gradient
 ``X^T dY`` in scipy, split into row blocks over ``torch.get_num_threads()`` threads (scipy releases the
-GIL; the blocks are views, not copies). ``torch.sparse`` with autograd is ~7x slower for this shape
-(DESIGN §9). On CUDA we hand torch a sparse CSR tensor on the device.
+GIL; the blocks are views, not copies). ``torch.sparse`` with autograd is ~7x slower for this shape.
+On CUDA we hand torch a sparse CSR tensor on the device.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _pool_lock = threading.Lock()
 
 
 def _forget_pool() -> None:
-    """A forked child inherits the pool object but not its threads: start a new one there."""
+    """Forget the pool in a forked child (it inherits the pool object, not its threads): the next call starts one."""
     global _pool, _pool_lock
     _pool, _pool_lock = None, threading.Lock()
 

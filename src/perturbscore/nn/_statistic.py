@@ -38,9 +38,8 @@ class PerturbationStatistic(nn.Module):
         self.config = config
         self.front = FrontEnd(config)
         self.encoder = ProgramEncoder(config.n_inputs, config.n_programs)
-        n_tokens = config.n_programs + (config.n_states if config.mixer_logratio else 0)  # G's input tokens
         self.mixer = ProgramMixer(
-            n_tokens, config.n_stat, d_model=config.d_model, n_heads=config.n_heads,
+            config.n_programs, config.n_stat, d_model=config.d_model, n_heads=config.n_heads,
             activation=config.stat_activation, radius=config.stat_radius,
         )  # fmt: skip
         if config.head == "attention":
@@ -76,18 +75,15 @@ class PerturbationStatistic(nn.Module):
         return self.encoder(x)
 
     def cell_summary(self, programs: torch.Tensor) -> torch.Tensor:
-        """What the statistic averages per cell: ``f(x)`` ``(N, m1)``, plus the state posterior with the mix channel."""
+        """Return what the statistic averages per cell: ``f(x)`` ``(N, m1)``, and the state posterior (mix channel)."""
         if not self.config.mix_channel:
             return programs
         return torch.cat([programs, torch.softmax(self.state_classifier(programs), dim=-1)], dim=-1)
 
     def pool(self, means: torch.Tensor) -> torch.Tensor:
-        """The statistic from per-set means of :meth:`cell_summary`: ``G`` on the programs' part, the mix kept."""
+        """Compute the statistic from per-set means of :meth:`cell_summary`: ``G`` on the programs, the mix kept."""
         m1 = self.config.n_programs
-        tokens = means[:, :m1]
-        if self.config.mixer_logratio:  # G also reads the log-ratio of the decoded mix (its C entries after f's)
-            tokens = torch.cat([tokens, centred_log_ratio(means[:, m1:])], dim=-1)
-        stat = self.mixer(tokens)
+        stat = self.mixer(means[:, :m1])
         return stat if means.shape[1] == m1 else torch.cat([stat, means[:, m1:]], dim=-1)
 
     def statistic(self, programs: torch.Tensor, segments: torch.Tensor, n_sets: int) -> torch.Tensor:
@@ -98,7 +94,7 @@ class PerturbationStatistic(nn.Module):
         return self.pool(segment_mean(self.cell_summary(programs), segments, n_sets))
 
     def mixed(self, stat: torch.Tensor) -> torch.Tensor:
-        """The part of a statistic made by ``G`` (drops the mix channel, if any): ``(P, m2)``."""
+        """Return the part of a statistic made by ``G`` (drops the mix channel, if any): ``(P, m2)``."""
         return stat[:, : self.config.n_stat]
 
     def distance(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
@@ -106,7 +102,7 @@ class PerturbationStatistic(nn.Module):
         return self.head(stat, targets, log_k)
 
     def proportions(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Decoded state mix ``(P, C)`` where the head has one, else ``None`` (``log_k``: cells behind each)."""
+        """Decode the state mix ``(P, C)`` where the head has one, else ``None`` (``log_k``: cells behind each)."""
         decode = getattr(self.head, "decode", None)
         return None if decode is None else decode(stat, log_k)
 
@@ -140,40 +136,19 @@ class PerturbationStatistic(nn.Module):
         target: torch.Tensor,
         rows: torch.Tensor | None = None,
         *,
-        clip: float = 0.0,
-        per_part: bool = False,
         robust: float = 0.0,
         subsample: float = 0.0,
-        rate: float | None = None,
-        reselect: bool = True,
-        sample_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
         Gradient-trained heads just predict (``target`` is then used by the recognition loss only).
-        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. ``clip``
-        winsorises the targets' ``G`` part for a closed-form head (:meth:`SequenceRecognizer.fit_predict`);
-        ``per_part`` lets it choose its rank and penalty for ``G``'s part and the mix channel apart; ``robust``
-        down-weights knockouts that ``T`` predicts badly (Huber weights on ``G``'s part); ``subsample`` folds a fit
-        to a random share of the knockouts into the stored read-out instead of the full fit; ``rate`` is
-        that fit's weight in the stored read-out's moving average (``None``: the recognizer's own);
-        ``reselect=False`` keeps the stored rank and penalty; ``sample_weight`` ``(P,)`` weights the knockouts
-        in the fit.
+        ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. For a closed-form
+        head (:meth:`SequenceRecognizer.fit_predict`), ``robust`` down-weights knockouts that ``T`` predicts
+        badly (Huber weights from ``G``'s part of the residuals) and ``subsample`` folds a fit to a random share
+        of the knockouts into the stored read-out instead of the full fit.
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
-            m2, width = self.config.n_stat, target.shape[1]
-            blocks = (m2, width - m2) if per_part and width > m2 else None
             return self.recognizer.fit_predict(
-                features,
-                target,
-                rows,
-                clip=clip,
-                clip_dims=m2,
-                blocks=blocks,
-                robust=robust,
-                subsample=subsample,
-                rate=rate,
-                reselect=reselect,
-                sample_weight=sample_weight,
+                features, target, rows, robust=robust, robust_dims=self.config.n_stat, subsample=subsample
             )
         return self.recognize(features, rows)

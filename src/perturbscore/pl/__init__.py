@@ -1,5 +1,8 @@
-"""Plots. Every function takes ``ax=None``, returns the Figure, and never shows or saves it
-(except the ``save_*`` helpers, which write PNGs for the CLI)."""
+"""Plots.
+
+Every function takes ``ax=None``, returns the Figure, and never shows or saves it (except the ``save_*``
+helpers, which write PNGs for the CLI).
+"""
 
 from __future__ import annotations
 

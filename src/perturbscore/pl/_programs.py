@@ -11,11 +11,36 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .._errors import InputError
 
 POS_COLOUR = "#c0392b"
 NEG_COLOUR = "#2466a8"
+#: Smallest font (points) of any label: figures are printed at 110 dpi and shown at most 10 inches wide, so 9 pt
+#: is about 14 screen pixels.
+MIN_FONT = 9
+#: Widest figure (inches) a plot makes on its own: wider ones are scaled down in the report, shrinking the text.
+MAX_WIDTH = 10.0
+
+
+def wrap_title(ax: Axes, title: str, *, fontsize: float = 11) -> None:
+    """Set ``title`` wrapped to the width of ``ax``'s figure, so a long title is never clipped."""
+    import textwrap
+
+    width_in = ax.get_figure().get_figwidth()
+    chars = max(20, int(width_in * 72 / (fontsize * 0.55)))
+    ax.set_title("\n".join(textwrap.wrap(title, chars)), fontsize=fontsize)
+
+
+def tick_label(name: object) -> str:
+    """Make a tick label readable: ``program_3`` -> ``program 3``, ``stat_2`` -> ``summary 2``, ``mix_a`` -> ``mix: a``."""
+    text = str(name)
+    if text.startswith("stat_"):
+        return "summary " + text[5:]
+    if text.startswith("mix_"):
+        return "mix: " + text[4:].replace("_", " ")
+    return text.replace("program_", "program ")
 
 
 def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -59,14 +84,16 @@ def plot_top_genes(top_df: pd.DataFrame, program: str, ax: Axes | None = None, *
     pos = sub[sub["sign"] == "+"].sort_values("rank")
     neg = sub[sub["sign"] == "-"].sort_values("rank", ascending=False)
     rows = pd.concat([pos, neg]).iloc[::-1]  # bottom-up: most negative at y=0, most positive on top
-    fig, ax = _figure_and_axes(ax, (5.0, max(2.5, 0.22 * len(rows) + 1.2)))
+    fig, ax = _figure_and_axes(ax, (5.0, max(2.5, 0.24 * len(rows) + 1.2)))
     y = np.arange(len(rows))
     colours = np.where(rows["loading"].to_numpy() >= 0, POS_COLOUR, NEG_COLOUR)
     ax.barh(y, rows["loading"].to_numpy(dtype=float), color=colours, height=0.75)
-    ax.set_yticks(y, rows["gene"].astype(str).tolist(), fontsize=8 if len(rows) <= 40 else 6)
+    ax.set_yticks(y, rows["gene"].astype(str).tolist(), fontsize=MIN_FONT + 1 if len(rows) <= 20 else MIN_FONT)
+    ax.tick_params(axis="x", labelsize=MIN_FONT)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4, symmetric=True))  # few ticks: they never run into each other
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_xlabel("loading")
-    ax.set_title(f"{program}: top genes (+ red, - blue)")
+    ax.set_xlabel("weight")
+    ax.set_title(f"{tick_label(program)}: top genes (red +, blue -)", fontsize=11)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
@@ -112,7 +139,7 @@ def plot_heatmap(
     if values.size == 0:
         raise InputError(f"cannot draw heatmap {title!r}: the matrix is empty.")
     n_rows, n_cols = values.shape
-    fig, ax = _figure_and_axes(ax, (min(16.0, 2.8 + 0.45 * n_cols), min(20.0, 1.8 + 0.2 * n_rows)))
+    fig, ax = _figure_and_axes(ax, (min(MAX_WIDTH, 3.6 + 0.55 * n_cols), min(24.0, 2.2 + 0.22 * n_rows)))
     finite = values[np.isfinite(values)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     if center is not None:
@@ -121,12 +148,12 @@ def plot_heatmap(
     else:
         norm = None
     im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
-    row_fs = 8 if n_rows <= 30 else 7 if n_rows <= 80 else 5  # ~0.2 in per row when we size the figure
-    ax.set_yticks(np.arange(n_rows), [str(i) for i in df.index], fontsize=row_fs)
-    ax.set_xticks(np.arange(n_cols), [str(c) for c in df.columns], fontsize=8, rotation=45, ha="right")
+    row_fs = MIN_FONT if n_rows <= 80 else 6  # 0.22 in per row when we size the figure: 9 pt fits
+    ax.set_yticks(np.arange(n_rows), [tick_label(i) for i in df.index], fontsize=row_fs)
+    ax.set_xticks(np.arange(n_cols), [tick_label(c) for c in df.columns], fontsize=MIN_FONT, rotation=90)
     ax.set_xlabel(xlabel if xlabel is not None else (df.columns.name or ""))
     ax.set_ylabel(ylabel if ylabel is not None else (df.index.name or ""))
-    ax.set_title(title)
+    wrap_title(ax, title)
     if annotate if annotate is not None else values.size <= 150:
         _annotate(ax, values, im)
     cbar = fig.colorbar(im, ax=ax, shrink=0.8 if n_rows > 10 else 1.0)
@@ -139,7 +166,7 @@ def _annotate(ax: Axes, values: np.ndarray, im) -> None:
         if np.isfinite(v):
             r, g, b, _ = im.cmap(im.norm(v))
             dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7, color="white" if dark else "black")
+            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=8, color="white" if dark else "black")
 
 
 def plot_enrichment(
@@ -167,7 +194,7 @@ def plot_enrichment(
     _require(enr_df, ["set", "q"], "enr_df")
     top = enr_df.assign(_q=pd.to_numeric(enr_df["q"], errors="coerce")).dropna(subset=["_q"])
     top = top.sort_values("_q", kind="stable").head(n).iloc[::-1]
-    fig, ax = _figure_and_axes(ax, (6.5, max(2.5, 0.3 * len(top) + 1.2)))
+    fig, ax = _figure_and_axes(ax, (MAX_WIDTH, max(2.5, 0.32 * len(top) + 1.4)))
     if top.empty:
         ax.text(0.5, 0.5, "no enrichment results", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -175,19 +202,19 @@ def plot_enrichment(
     x = -np.log10(np.clip(top["_q"].to_numpy(dtype=float), 1e-300, 1.0))
     y = np.arange(len(top))
     ax.scatter(x, y, s=_dot_sizes(top), c=_dot_colours(top), alpha=0.85, edgecolors="0.2", linewidths=0.5)
-    ax.set_yticks(y, _labels(top), fontsize=8)
+    ax.set_yticks(y, _labels(top), fontsize=MIN_FONT)
     ax.axvline(-np.log10(0.05), color="0.4", ls="--", lw=0.8)
-    ax.set_xlabel("-log10 q (BH)")
+    ax.set_xlabel("-log10 q (Benjamini-Hochberg)")
     ax.set_xlim(left=0, right=max(float(x.max()) * 1.1, 1.5))
-    ax.set_title(title)
+    wrap_title(ax, title)
     ax.grid(axis="x", alpha=0.3)
     return fig
 
 
 def _labels(df: pd.DataFrame) -> list[str]:
-    parts = [df[c].astype(str) for c in ("program", "direction", "method") if c in df.columns]
+    parts = [df[c].astype(str).map(tick_label) for c in ("program", "direction", "method") if c in df.columns]
     prefix = [" ".join(t) for t in zip(*parts, strict=True)] if parts else [""] * len(df)
-    return [f"{p} | {s}" if p else str(s) for p, s in zip(prefix, df["set"].astype(str), strict=True)]
+    return [f"{s}  ({p})" if p else str(s) for p, s in zip(prefix, df["set"].astype(str), strict=True)]
 
 
 def _dot_sizes(df: pd.DataFrame) -> np.ndarray:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .._errors import InputError
 from .._utils import atomic_path
-from ..tl._interpret import ProgramsResult
+from ..tl import ProgramsResult
 from ._evaluation import plot_mae_vs_k, plot_pred_vs_true, plot_ranking
 from ._programs import plot_enrichment, plot_heatmap, plot_top_genes
 from ._training import plot_training_curves
@@ -132,7 +132,7 @@ def _training(run: Path) -> dict[str, Callable[[], Figure]]:
     if not path.is_file():
         return {}
     metrics = pd.read_csv(path)
-    return {"training_curves": partial(plot_training_curves, metrics, title="training")}
+    return {"training_curves": partial(plot_training_curves, metrics, title="training and validation loss")}
 
 
 def _evaluation(results: Mapping[str, Any] | None) -> dict[str, Callable[[], Figure]]:
@@ -151,7 +151,7 @@ def _evaluation(results: Mapping[str, Any] | None) -> dict[str, Callable[[], Fig
 
 
 def _scatter(results: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
-    """The predicted/true pairs: top-level ``scatter``, else the learned model's own entry."""
+    """Return the predicted/true pairs: top-level ``scatter``, else the learned model's own entry."""
     models = results.get("models") or {}
     candidates = [(results.get("scatter"), "learned model")]
     candidates += [((models.get(key) or {}).get("scatter"), key) for key in _LEARNED]
@@ -162,32 +162,29 @@ def _scatter(results: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]
 
 
 def _scores(run: Path) -> dict[str, Callable[[], Figure]]:
-    path = run / "scores.csv"
-    if not path.is_file():
+    """One ranking plot per target (``ranking_1.png``, ...): its ranked rows, closest first."""
+    path = next((run / f for f in ("scores.csv", "scores.parquet") if (run / f).is_file()), None)
+    if path is None:
         return {}
-    df = pd.read_csv(path)
-    target = None
-    if "target" in df.columns and len(df):
-        target = df["target"].iloc[0]
-        df = df[df["target"] == target]
-    if "rank" in df.columns and df["rank"].notna().any():
-        df = df[df["rank"].notna()]  # rows that failed a target's constraint are not ranked
-    pred_col = next((c for c in ("pred", "pred_distance", "predicted_distance", "distance") if c in df.columns), None)
+    from ..tl import read_scores
+
+    df = read_scores(path)
+    pred_col = next((c for c in ("pred_distance", "pred", "predicted_distance", "distance") if c in df.columns), None)
     if pred_col is None or "gene" not in df.columns or df.empty:
-        logger.warning("scores.csv has no gene and predicted-distance columns; no ranking plot")
+        logger.warning("%s has no gene and predicted-distance columns; no ranking plot", path.name)
         return {}
-    table = pd.DataFrame({"gene": df["gene"], "pred": df[pred_col]})
-    table["lo"] = df["lo"] if "lo" in df.columns else table["pred"]
-    table["hi"] = df["hi"] if "hi" in df.columns else table["pred"]
-    table["source"] = df["source"] if "source" in df.columns else "cells"
-
-    def build() -> Figure:
-        fig = plot_ranking(table)
-        if target is not None:
-            fig.axes[0].set_title(f"target: {target}", fontsize="medium")
-        return fig
-
-    return {"ranking": build}
+    groups = list(df.groupby("target", sort=False)) if "target" in df.columns else [(None, df)]
+    out: dict[str, Callable[[], Figure]] = {}
+    for i, (target, sub) in enumerate(groups):
+        if "rank" in sub.columns and sub["rank"].notna().any():
+            sub = sub[sub["rank"].notna()]  # rows that failed a constraint or were flagged are not ranked
+        table = pd.DataFrame({"gene": sub["gene"], "pred": sub[pred_col]})
+        table["lo"] = sub["lo"] if "lo" in sub.columns else np.nan
+        table["hi"] = sub["hi"] if "hi" in sub.columns else np.nan
+        table["source"] = sub["source"] if "source" in sub.columns else "cells"
+        title = None if target is None else f"target: {target}"
+        out[f"ranking_{i + 1}"] = partial(plot_ranking, table, title=title)
+    return out
 
 
 def _programs(result: ProgramsResult | None) -> dict[str, Callable[[], Figure]]:
@@ -195,12 +192,12 @@ def _programs(result: ProgramsResult | None) -> dict[str, Callable[[], Figure]]:
         return {}
     out: dict[str, Callable[[], Figure]] = {}
     heatmaps = (
-        ("program_activity_state", result.activity_by_state, "mean program activity f per cell state",
-         "state", "program", "mean f"),
+        ("program_activity_state", result.activity_by_state, "mean program activity per cell state",
+         "state", "program", "mean activity"),
         ("program_activity_perturbation", result.activity_by_perturbation,
-         "mean program activity f per perturbation", "program", "perturbation", "mean f"),
+         "mean program activity per knockout", "program", "knockout", "mean activity"),
         ("stat_state_relation", result.stat_state_relation,
-         "statistic s(P) vs state share (Spearman across perturbations)", "state", "statistic entry",
+         "knockout summary vs state share (Spearman across knockouts)", "state", "summary entry",
          "Spearman rho"),
     )  # fmt: skip
     for name, df, title, xlabel, ylabel, cbar in heatmaps:
@@ -225,19 +222,20 @@ def _heatmap_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return df.iloc[keep], f" ({MAX_HEATMAP_ROWS} most distinct of {len(df)})"
 
 
-def _top_genes_grid(top: pd.DataFrame, *, n: int = 8, ncols: int = 4) -> Figure:
-    """One panel of top-gene bars per program."""
+def _top_genes_grid(top: pd.DataFrame, *, n: int = 8, ncols: int = 3) -> Figure:
+    """One panel of top-gene bars per program, three panels a row: 10 inches wide, printed at full size."""
     from matplotlib.figure import Figure
 
     programs = list(dict.fromkeys(top["program"].astype(str)))
     ncols = min(ncols, len(programs))
     nrows = math.ceil(len(programs) / ncols)
-    fig = Figure(figsize=(4.2 * ncols, 0.3 * 2 * n * nrows + 0.8 * nrows), layout="constrained")
+    fig = Figure(figsize=(10.0, (0.21 * 2 * n + 0.9) * nrows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols)).ravel()
     for ax, program in zip(axes, programs, strict=False):
         plot_top_genes(top, program, ax=ax, n=n)
-        ax.set_title(program, fontsize="medium")
+        ax.set_title(program.replace("_", " "), fontsize=11)
+        ax.set_xlabel("weight", fontsize=9)
     for ax in axes[len(programs) :]:
         ax.set_axis_off()
-    fig.suptitle(f"top {n} genes of each sign per program (+ red, - blue)")
+    fig.suptitle(f"Top {n} genes of each sign per program (red: positive weight, blue: negative)", fontsize=12)
     return fig

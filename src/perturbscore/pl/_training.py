@@ -17,10 +17,10 @@ __all__ = ["figure1", "plot_training_curves"]
 
 #: (column, label, colour, line style) of each curve.
 _CURVES: dict[str, tuple[str, str, str, str]] = {
-    "train_pred_loss": ("pred", "train prediction", "C0", "-"),
-    "val_pred_loss": ("pred", "validation prediction", "C0", "--"),
-    "train_rec_loss": ("rec", "train recognition", "C1", "-"),
-    "val_rec_loss": ("rec", "validation recognition", "C1", "--"),
+    "train_pred_loss": ("pred", "training: prediction", "C0", "-"),
+    "val_pred_loss": ("pred", "validation: prediction", "C0", "--"),
+    "train_rec_loss": ("rec", "training: sequence network", "C1", "-"),
+    "val_rec_loss": ("rec", "validation: sequence network", "C1", "--"),
 }
 
 
@@ -99,7 +99,7 @@ def plot_training_curves(
 
 
 def figure1(baseline_metrics: pd.DataFrame, full_metrics: pd.DataFrame) -> Figure:
-    """The seed's Figure 1 from two runs' ``metrics.csv``.
+    """Draw the seed's Figure 1 from two runs' ``metrics.csv``.
 
     Panel a: the baseline model's (no T, 60 cells) training and validation prediction loss.
     Panel b: the full model's training and validation prediction and recognition loss.

@@ -1,19 +1,22 @@
-"""One self-contained HTML page that summarises a run directory.
+"""One self-contained HTML page that answers a screen's question, for the biologist who asked it.
 
-The page has no external resources: CSS is inline and figures are embedded as base64 data URIs, so
-``report.html`` can be mailed or archived on its own. Every file is optional; a missing one becomes a
-line in the "Not in this run" box, and an unreadable one a note in its section, never a crash.
+Sections, in reading order: what was asked (each target spelled out), the answer (ranked table, top candidates
+with intervals), caveats (always shown), how good the model is (one plain table against the baselines), the
+gene programs (top genes, enrichment), and the training diagnostics last. The page is rendered from a jinja2
+template shipped with the package (``templates/report.html.j2``, autoescaped); CSS is inline and figures are
+data URIs, so ``report.html`` can be mailed or archived on its own. Every file of the run is optional: a
+missing one becomes a note, an unreadable one an error note in its section, never a crash.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-import html
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,86 +25,132 @@ import pandas as pd
 
 from .._errors import RunError
 from .._utils import write_text_atomic
-from ._markdown import markdown_to_html
+from ..evaluation import summarise
+from ..io import describe_mix
+from ..tl import ProgramsResult, read_scores, sequence_verdict
+from ._caveats import derive_caveats, merge_caveats, score_caveats, validation_size
 
 logger = logging.getLogger(__name__)
 
-_CSS = """
+TEMPLATE = "report.html.j2"
+#: Rows of each target's ranked table.
+TOP_ROWS = 20
+#: Candidates named above each table.
+TOP_NAMED = 3
+#: Widest a figure is shown (CSS px): wider PNGs are scaled down, so their text would shrink below its printed size.
+MAX_FIGURE_PX = 1100
+
+CSS = """
+*{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;line-height:1.5;
-color:#1d2329;background:#fff;max-width:1100px;margin:0 auto;padding:1.5rem 2rem 4rem}
-h1{font-size:1.9rem;margin:.2rem 0 .4rem}h2{font-size:1.4rem;border-bottom:2px solid #e3e7eb;padding-bottom:.2rem;
-margin-top:2.4rem}h3{font-size:1.15rem;margin-top:1.6rem}h4,h5,h6{font-size:1rem}
-.meta{color:#5b6670;font-size:.92rem}.meta code{font-size:.88rem}
-nav.toc{background:#f5f7f9;border:1px solid #e3e7eb;border-radius:6px;padding:.6rem 1.2rem;margin:1rem 0}
-nav.toc ol{margin:.3rem 0;padding-left:1.4rem}
+color:#1d2329;background:#fff;max-width:1180px;margin:0 auto;padding:1.5rem 1.5rem 4rem}
+h1{font-size:1.8rem;margin:.2rem 0 .4rem}h2{font-size:1.4rem;border-bottom:2px solid #e3e7eb;padding-bottom:.2rem;
+margin-top:2.4rem}h3{font-size:1.15rem;margin-top:1.8rem}
+.meta,.small{color:#5b6670;font-size:.9rem}.meta code{font-size:.85rem}
+nav.toc{background:#f5f7f9;border:1px solid #e3e7eb;border-radius:6px;padding:.5rem 1.2rem;margin:1rem 0}
+nav.toc ol{margin:.3rem 0;padding-left:1.4rem}nav.toc li{display:inline-block;margin-right:1.6rem}
 .caveats{background:#fff4e5;border:1px solid #f0b35a;border-left:6px solid #e08e0b;border-radius:6px;
-padding:.7rem 1.2rem;margin:1rem 0}.caveats h2{border:none;margin:.2rem 0;font-size:1.2rem;color:#8a4b00}
-.caveats li{margin:.25rem 0}
-.missing{background:#f3f4f6;border-left:4px solid #9aa5b1;padding:.4rem .9rem;color:#3e4a55;border-radius:4px}
+padding:.2rem 1.2rem .6rem;margin:1.6rem 0}.caveats h2{border:none;color:#8a4b00;margin-top:.8rem}
+.caveats li{margin:.3rem 0}
+.missing,.note{background:#f3f4f6;border-left:4px solid #9aa5b1;padding:.4rem .9rem;color:#3e4a55;border-radius:4px}
+.warning{background:#fff4e5;border-left:4px solid #e08e0b;padding:.4rem .9rem;border-radius:4px}
 .error{background:#fdecea;border-left:4px solid #d93025;padding:.4rem .9rem;border-radius:4px}
-table.data{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.88rem;font-variant-numeric:tabular-nums}
-table.data th,table.data td{border:1px solid #dde2e6;padding:.25rem .55rem;text-align:left;vertical-align:top}
-table.data th{background:#e9eef2}table.data tbody tr:nth-child(even){background:#f6f8fa}
-table.data td.num{text-align:right;white-space:nowrap}.scroll{overflow-x:auto}
+.target-mix{color:#3e4a55;margin-top:-.4rem}
+ol.top li{margin:.15rem 0}
+.table-wrap{overflow-x:auto;margin:.6rem 0 1rem}
+table.data{border-collapse:collapse;width:100%;font-size:.88rem;font-variant-numeric:tabular-nums}
+table.data caption{text-align:left;color:#4a5560;font-size:.9rem;padding-bottom:.3rem}
+table.data th,table.data td{border:1px solid #dde2e6;padding:.25rem .5rem;text-align:left;vertical-align:top;
+overflow-wrap:break-word}
+table.data th{background:#e9eef2;font-weight:600}table.data tbody tr:nth-child(even){background:#f6f8fa}
+table.data td.num,table.data th.num{text-align:right;white-space:nowrap;overflow-wrap:normal}
+table.data tr.unranked td{color:#6b7680}
 figure{margin:1.2rem 0;text-align:center}figure img{max-width:100%;height:auto;border:1px solid #eef0f2}
 figcaption{color:#4a5560;font-size:.9rem;margin-top:.3rem}
-pre{background:#f5f7f9;border:1px solid #e3e7eb;padding:.7rem;overflow-x:auto;font-size:.84rem}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}.url{color:#5b6670}
-details summary{cursor:pointer;color:#2466a8}
+pre{background:#f5f7f9;border:1px solid #e3e7eb;padding:.7rem;overflow-x:auto;font-size:.82rem}
+code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+details{margin:.8rem 0}details summary{cursor:pointer;color:#2466a8}
 """.strip()
 
-#: file -> (what it is, how it is usually produced); used for the "Not in this run" notes.
-_FILES = {
-    "caveats.json": "caveats recorded by evaluation",
-    "screen_summary.json": "summary of the screen (written when the run is trained)",
-    "eval.md": "evaluation report (written by evaluation)",
-    "eval.json": "evaluation metrics (written by evaluation)",
+#: file -> what it is, for the "Not in this run" list.
+FILES = {
+    "scores.csv": "the ranked knockouts (written by `perturbscore score`)",
+    "eval.json": "the comparison with the baselines (written by `perturbscore evaluate`)",
+    "programs.csv": "the gene programs (written by `perturbscore programs`)",
+    "enrichment.csv": "gene-set enrichment of the programs (`perturbscore programs --gene-sets FILE`)",
     "metrics.csv": "training curves (written during training)",
-    "scores.csv": "perturbation scores (written by scoring)",
-    "programs.csv": "top genes per program",
-    "enrichment.csv": "gene-set enrichment of the programs (needs a GMT file)",
+    "screen_summary.json": "summary of the screen (written when the run is trained)",
+    "config.json": "the settings of the run",
     "plots": "figures (plots/*.png)",
-    "config.json": "resolved configuration",
 }
 
+#: Plain names of the methods in ``eval.json``, and what each uses.
+METHODS: dict[str, tuple[str, str]] = {
+    "perturbscore": ("This model", "the knockout's cells, and its sequence where it has features"),
+    "full": ("This model", "the knockout's cells and its sequence"),
+    "seed_baseline": ("Model without the sequence network", "the knockout's cells"),
+    "empirical": ("Observed state labels", "the state labels of the same cells"),
+    "shrunk": ("Observed labels, pulled towards the average", "the state labels of the same cells"),
+    "train_mean": ("Average training knockout", "nothing: the same mix for every gene"),
+    "ridge": ("Ridge regression", "sequence features"),
+    "pcr": ("Principal-component regression", "sequence features"),
+    "knn": ("Most similar genes by sequence", "sequence features"),
+    "oracle": ("True mix (simulated screens only)", "the true answer: the best any method can do"),
+}
 
-def _esc(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+#: Figure stem -> (section, caption).
+FIGURES: dict[str, tuple[str, str]] = {
+    "mae_vs_k": ("quality", "Prediction error against the number of cells per knockout, for the model and every "
+                 "baseline (lower is better; dotted lines use no cells)."),
+    "pred_vs_true": ("quality", "Predicted against true distance to the target, held-out knockouts."),
+    "program_top_genes": ("programs", "Genes with the largest positive (red) and negative (blue) weight in each "
+                          "program."),
+    "program_activity_state": ("programs", "Mean activity of each program in the cells of each state."),
+    "program_activity_perturbation": ("programs", "Mean activity of each program in each knockout's cells."),
+    "enrichment": ("enrichment", "Gene sets enriched in the programs (right of the dashed line: q < 0.05; red: "
+                   "positive weights, blue: negative)."),
+    "training_curves": ("diagnostics", "Training and validation loss."),
+    "stat_state_relation": ("diagnostics", "How each entry of the model's knockout summary follows each "
+                            "state's share across knockouts (Spearman correlation)."),
+    "figure1": ("diagnostics", "Loss curves of the two reference models."),
+}  # fmt: skip
+
+SECTIONS = (
+    ("asked", "What was asked"),
+    ("answer", "The answer"),
+    ("caveats", "Caveats"),
+    ("quality", "How good the model is"),
+    ("programs", "Gene programs"),
+    ("diagnostics", "Training diagnostics"),
+)
 
 
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
+# -- small pieces ---------------------------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float | np.floating) and not np.isfinite(value)) or value is pd.NA:
+        return "—"
     if isinstance(value, bool | np.bool_):
-        return str(bool(value))
+        return "yes" if value else "no"
     if isinstance(value, int | np.integer):
-        return str(int(value))
+        return f"{int(value):,}"
     if isinstance(value, float | np.floating):
-        return f"{float(value):.4g}"
+        return f"{float(value):.{digits}f}"
     return str(value)
 
 
-def _table(df: pd.DataFrame, *, max_chars: int = 120) -> str:
-    """Escaped HTML table of ``df`` (index dropped), numbers right-aligned and short."""
-    head = "".join(f"<th>{_esc(c)}</th>" for c in df.columns)
-    num = [pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]) for c in df.columns]
-    body = []
-    for row in df.itertuples(index=False, name=None):
-        cells = []
-        for v, is_num in zip(row, num, strict=True):
-            text = _fmt(v).replace(";", "; ")  # gene lists: let the browser wrap between genes
-            text = text if len(text) <= max_chars else text[: max_chars - 1] + "…"
-            cells.append(f'<td class="num">{_esc(text)}</td>' if is_num else f"<td>{_esc(text)}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return (
-        f'<div class="scroll"><table class="data"><thead><tr>{head}</tr></thead><tbody>'
-        + "".join(body)
-        + ("</tbody></table></div>")
-    )
+def _cell(text: Any, *, bold: bool = False) -> dict[str, Any]:
+    return {"text": text if isinstance(text, str) else _fmt(text), "bold": bold}
 
 
-def _note(text: str, kind: str = "missing") -> str:
-    return f'<p class="{kind}">{_esc(text)}</p>'
+def _table(columns: list[tuple[str, bool]], rows: list[list[Any]], **kw: Any) -> dict[str, Any]:
+    """Build a table for the template: ``columns`` as ``(label, numeric)``, rows of values or cell dicts."""
+    cols = [{"label": label, "num": num} for label, num in columns]
+    body = [{"cells": [c if isinstance(c, dict) else _cell(c) for c in row], "cls": None} for row in rows]
+    return {"columns": cols, "rows": body, "caption": kw.pop("caption", None), "cls": kw.pop("cls", None), **kw}
+
+
+def _note(text: str, kind: str = "note") -> dict[str, str]:
+    return {"text": text, "kind": kind}
 
 
 def _read_json(path: Path) -> Any:
@@ -109,238 +158,473 @@ def _read_json(path: Path) -> Any:
         return json.load(fh)
 
 
-def _flatten(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    if isinstance(obj, dict):
-        return [kv for k, v in obj.items() for kv in _flatten(v, f"{prefix}.{k}" if prefix else str(k))]
-    if isinstance(obj, list) and all(not isinstance(v, dict | list) for v in obj):
-        return [(prefix, ", ".join(_fmt(v) for v in obj))]
-    if isinstance(obj, list):
-        return [kv for i, v in enumerate(obj) for kv in _flatten(v, f"{prefix}[{i}]")]
-    return [(prefix, obj)]
-
-
-def _kv_table(pairs: list[tuple[str, Any]], *, limit: int = 300) -> str:
-    df = pd.DataFrame([(k, _fmt(v)) for k, v in pairs[:limit]], columns=["key", "value"])
-    extra = _note(f"... {len(pairs) - limit} more entries not shown.") if len(pairs) > limit else ""
-    return _table(df) + extra
-
-
-# --- sections: each takes the run directory and returns HTML, or None when its files are absent ---
-
-
-def _caveats(run: Path) -> str | None:
-    path = run / "caveats.json"
-    if not path.is_file():
+def _png_uri(path: Path) -> tuple[str, int] | None:
+    data = path.read_bytes()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return None
-    items = _read_json(path)
-    if isinstance(items, str):
-        items = [items]
-    if not isinstance(items, list):
-        return _note("caveats.json should hold a JSON list of strings; it could not be shown.", "error")
-    if not items:
-        return "<p>No caveats were recorded for this run.</p>"
-    return "<ul>" + "".join(f"<li>{_esc(c)}</li>" for c in items) + "</ul>"
+    width = int.from_bytes(data[16:20], "big") if len(data) >= 24 else 0
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), width
 
 
-def _screen(run: Path) -> str | None:
-    path = run / "screen_summary.json"
-    if not path.is_file():
+def _genes(text: Any, n: int = 10) -> str:
+    genes = [g for g in str(text or "").replace(",", ";").split(";") if g.strip()]
+    shown = ", ".join(g.strip() for g in genes[:n])
+    return shown + (f" … (+{len(genes) - n} more)" if len(genes) > n else "")
+
+
+def _states_text(row: pd.Series, states: list[str]) -> str:
+    """Spell out the predicted mix of a row, largest shares first, states of at least 10 % (or the largest)."""
+    shares = {s: row.get(f"pred_{s.replace(' ', '_')}") for s in states}
+    shares = {s: float(v) for s, v in shares.items() if v is not None and pd.notna(v)}
+    if not shares:
+        return "—"
+    order = sorted(shares, key=lambda s: -shares[s])
+    shown = [s for s in order if shares[s] >= 0.1] or order[:1]
+    return ", ".join(f"{s} {100 * shares[s]:.0f}%" for s in shown)
+
+
+# -- the run --------------------------------------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What a run directory holds, each part loaded once (``None``: absent; ``errors``: unreadable)."""
+
+    path: Path
+    config: dict | None = None
+    summary: dict | None = None
+    evaluation: dict | None = None
+    scores: pd.DataFrame | None = None
+    programs: ProgramsResult | None = None
+    metrics: pd.DataFrame | None = None
+    caveats: list[str] = field(default_factory=list)
+    figures: dict[str, tuple[str, int]] = field(default_factory=dict)
+    errors: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def split(self) -> dict | None:
+        if self.config and isinstance(self.config.get("split"), dict):
+            return self.config["split"]
+        if self.evaluation and isinstance(self.evaluation.get("split"), dict):
+            return self.evaluation["split"]
         return None
-    summary = _read_json(path)
-    if not isinstance(summary, dict):
-        return _note("screen_summary.json should hold a JSON object; it could not be shown.", "error")
-    return _kv_table(_flatten(summary))
+
+    def error(self, section: str, text: str) -> None:
+        self.errors.setdefault(section, []).append(_note(text, "error"))
 
 
-def _evaluation(run: Path) -> str | None:
-    md, js = run / "eval.md", run / "eval.json"
-    if not md.is_file() and not js.is_file():
-        return None
-    parts = []
-    if md.is_file():
-        parts.append(markdown_to_html(md.read_text(encoding="utf-8"), heading_offset=2))
-    if js.is_file():
-        table = _kv_table(_flatten(_read_json(js)))
-        parts.append(f"<details><summary>All values in eval.json</summary>{table}</details>" if md.is_file() else table)
-    return "\n".join(parts)
+def _load(run: Path) -> _Run:
+    out = _Run(run)
 
+    def attempt(section: str, what: str, load: Callable[[], Any]) -> Any:
+        try:
+            return load()
+        except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError) as err:  # a corrupt file
+            logger.warning("report: %s could not be read: %s", what, err)
+            out.error(section, f"{what} could not be read ({type(err).__name__}: {err}).")
+            return None
 
-def _metrics(run: Path) -> str | None:
-    path = run / "metrics.csv"
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path)
-    cols = [c for c in df.columns if c not in ("epoch", "step") and pd.api.types.is_numeric_dtype(df[c])]
-    if not cols:
-        return _note("metrics.csv has no numeric metric columns.")
-    rows = []
-    for c in cols:
-        s = df[c].dropna()
-        if s.empty:
-            continue
-        step = df.loc[s.index[-1], "step"] if "step" in df.columns else s.index[-1]
-        rows.append({"metric": c, "n": len(s), "first": s.iloc[0], "last": s.iloc[-1], "min": s.min(),
-                     "max": s.max(), "last step": step})  # fmt: skip
-    n_steps = int(df["step"].max()) if "step" in df.columns and df["step"].notna().any() else len(df)
-    return f"<p>{len(df)} logged rows, up to step {n_steps}.</p>" + _table(pd.DataFrame(rows))
-
-
-def _scores(run: Path, per_target: int = 20) -> str | None:
-    path = run / "scores.csv"
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path)
-    if "target" not in df.columns:
-        df = df.assign(target="(single target)")
-    key = "rank" if "rank" in df.columns else "pred_distance" if "pred_distance" in df.columns else None
-    parts = [f"<p>{len(df)} rows; the top {per_target} perturbations per target (lowest rank first).</p>"]
-    for target, sub in df.groupby("target", sort=False):
-        sub = sub.sort_values(key, kind="stable") if key else sub
-        shown = sub.drop(columns="target").head(per_target)
-        parts.append(f"<h3>Target: {_esc(target)}</h3>" + _table(shown))
-    return "\n".join(parts)
-
-
-def _programs(run: Path, per_sign: int = 10) -> str | None:
-    path = run / "programs.csv"
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path)
-    if not {"program", "sign", "gene"}.issubset(df.columns):
-        return _table(df.head(40))
-    order = df.sort_values("rank", kind="stable") if "rank" in df.columns else df
-    rows = []
-    for program, sub in order.groupby("program", sort=False):
-        genes = {s: ", ".join(sub.loc[sub["sign"] == s, "gene"].astype(str).head(per_sign)) for s in ("+", "-")}
-        rows.append({"program": program, "top + genes": genes["+"], "top - genes": genes["-"]})
-    note = f"<p>Top {per_sign} genes of each sign per program (full list: <code>programs.csv</code>).</p>"
-    return note + _table(pd.DataFrame(rows), max_chars=400)
-
-
-def _enrichment(run: Path, n: int = 30) -> str | None:
-    path = run / "enrichment.csv"
-    if not path.is_file():
-        return None
-    df = pd.read_csv(path)
-    if "q" in df.columns:
-        df = df.sort_values(["q", "p"] if "p" in df.columns else ["q"], kind="stable")
-        n_sig = int((pd.to_numeric(df["q"], errors="coerce") < 0.05).sum())
-        head = f"<p>{len(df)} tests, {n_sig} with q &lt; 0.05; the {min(n, len(df))} smallest q shown.</p>"
-    else:
-        head = f"<p>{len(df)} rows; the first {min(n, len(df))} shown.</p>"
-    return head + _table(df.head(n), max_chars=80)
-
-
-def _caption(path: Path) -> str:
-    text = path.stem.replace("_", " ").replace("-", " ").strip()
-    return text[:1].upper() + text[1:] if text else path.name
-
-
-def _figures(run: Path) -> str | None:
-    plots = run / "plots"
-    files = sorted(plots.glob("*.png")) if plots.is_dir() else []
-    if not files:
-        return None
-    parts = []
-    for f in files:
-        data = f.read_bytes()
-        if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-            parts.append(_note(f"plots/{f.name} is not a PNG image; skipped.", "error"))
-            continue
-        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        cap = _esc(_caption(f))
-        parts.append(f'<figure><img src="{uri}" alt="{cap}"><figcaption>{cap} '
-                     f"(<code>plots/{_esc(f.name)}</code>)</figcaption></figure>")  # fmt: skip
-    return "\n".join(parts)
-
-
-def _config(run: Path) -> str | None:
-    for name in ("config.json", "config.yaml"):
+    for name, attr, section in (("config.json", "config", "diagnostics"), ("screen_summary.json", "summary",
+                                "diagnostics"), ("eval.json", "evaluation", "quality")):  # fmt: skip
         path = run / name
         if path.is_file():
+            value = attempt(section, name, lambda p=path: _read_json(p))
+            if value is not None and not isinstance(value, dict):
+                out.error(section, f"{name} should hold a JSON object; it could not be shown.")
+                value = None
+            setattr(out, attr, value)
+        else:
+            out.missing.append(name)
+    score_file = next((run / f for f in ("scores.csv", "scores.parquet") if (run / f).is_file()), None)
+    if score_file is not None:
+        out.scores = attempt("answer", score_file.name, lambda: read_scores(score_file))
+    else:
+        out.missing.append("scores.csv")
+    if (run / "programs.csv").is_file():
+        out.programs = attempt("programs", "programs.csv", lambda: ProgramsResult.read(run))
+    else:
+        out.missing.append("programs.csv")
+    if out.programs is not None and out.programs.enrichment is None:
+        out.missing.append("enrichment.csv")
+    if (run / "metrics.csv").is_file():
+        out.metrics = attempt("diagnostics", "metrics.csv", lambda: pd.read_csv(run / "metrics.csv"))
+    else:
+        out.missing.append("metrics.csv")
+    if (run / "caveats.json").is_file():
+        items = attempt("caveats", "caveats.json", lambda: _read_json(run / "caveats.json"))
+        items = [items] if isinstance(items, str) else items
+        if isinstance(items, list):
+            out.caveats = [str(c) for c in items]
+        elif items is not None:
+            out.error("caveats", "caveats.json should hold a JSON list of sentences; it could not be shown.")
+    plots = run / "plots"
+    for f in sorted(plots.glob("*.png")) if plots.is_dir() else []:
+        uri = attempt("diagnostics", f"plots/{f.name}", lambda f=f: _png_uri(f))
+        if uri is None:
+            out.error("diagnostics", f"plots/{f.name} is not a PNG image; skipped.")
+        else:
+            out.figures[f.stem] = uri
+    if not out.figures:
+        out.missing.append("plots")
+    return out
+
+
+def _figure(run: _Run, stem: str, caption: str) -> dict[str, Any]:
+    uri, width = run.figures[stem]
+    return {"uri": uri, "caption": caption, "width": min(width, MAX_FIGURE_PX) if width else None}
+
+
+def _figures(run: _Run, section: str) -> list[dict[str, Any]]:
+    known = [_figure(run, stem, cap) for stem, (sec, cap) in FIGURES.items() if sec == section and stem in run.figures]
+    if section == "diagnostics":  # anything else in plots/ that no section claims
+        claimed = set(FIGURES) | {s for s in run.figures if s.startswith("ranking")}
+        known += [_figure(run, s, s.replace("_", " ").capitalize()) for s in run.figures if s not in claimed]
+    return known
+
+
+# -- sections ---------------------------------------------------------------------------------------------------------
+def _targets_info(scores: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per target (in table order): its mix and constraints, from the params or else from the columns."""
+    params = scores.attrs.get("params", {}) or {}
+    recorded = params.get("targets") if isinstance(params.get("targets"), dict) else {}
+    states = [str(s) for s in params.get("states", [])]
+    out: dict[str, dict[str, Any]] = {}
+    for name in dict.fromkeys(scores["target"].astype(str)) if "target" in scores else ["(single target)"]:
+        info = recorded.get(name) if isinstance(recorded.get(name), dict) else {}
+        mix = info.get("mix")
+        if isinstance(mix, dict) and states:
+            described = describe_mix(np.array([float(mix.get(s, 0.0)) for s in states]), states)
+        else:
+            described = str(info.get("description") or _first(scores, name, "target_mix") or "mix not recorded")
+        cons = info.get("constraints_described") or info.get("constraints") or []
+        if not cons and (c := _first(scores, name, "constraint")) and c != "none":
+            cons = [c]
+        out[name] = {"mix": described, "constraints": [str(c) for c in cons]}
+    return out
+
+
+def _first(scores: pd.DataFrame, target: str, column: str) -> str | None:
+    if column not in scores or "target" not in scores:
+        return None
+    values = scores.loc[scores["target"].astype(str) == target, column].dropna()
+    return str(values.iloc[0]) if len(values) else None
+
+
+def _asked(run: _Run) -> dict[str, Any]:
+    out: dict[str, Any] = {"notes": list(run.errors.get("asked", []))}
+    scores = run.scores
+    if scores is None or scores.empty:
+        out["notes"].append(_note("No knockouts were scored in this run. Score them with `perturbscore score RUN "
+                                  "--screen SCREEN --target ...` and build the report again."))  # fmt: skip
+    else:
+        info = _targets_info(scores)
+        params = scores.attrs.get("params", {}) or {}
+        mode = params.get("constraint_mode", "filter")
+        out["question"] = (
+            "Which knockouts move the cells closest to each target mix below? Closeness is the total-variation "
+            "distance between the knockout's mix of cell states and the target: 0 is the target exactly, 1 shares "
+            "no state with it."
+            + (" A knockout that breaks a target's constraint is not ranked for that target." if mode == "filter"
+               else " A knockout that breaks a target's constraint is ranked after those that meet it.")
+        )  # fmt: skip
+        rows = [[name, i["mix"], "; ".join(i["constraints"]) or "none"] for name, i in info.items()]
+        out["targets"] = _table([("Target", False), ("Target mix of cell states", False), ("Constraint", False)],
+                                rows)  # fmt: skip
+    out["screen"] = _screen_sentence(run)
+    return out
+
+
+def _screen_sentence(run: _Run) -> str | None:
+    s = run.summary or (run.config or {}).get("screen")
+    if not isinstance(s, dict):
+        return None
+    n_pert, control = s.get("n_perturbations"), s.get("control")
+    knockouts = (n_pert - 1 if control else n_pert) if isinstance(n_pert, int) else None
+    states = ", ".join(str(x) for x in s.get("states") or [])
+    text = f"Screen: {_fmt(s.get('n_cells'))} cells"
+    if knockouts is not None:
+        text += f", {knockouts} knockouts" + (f" and the control ({control})" if control else "")
+    text += f"; cell states: {states}." if states else "."
+    if run.scores is not None and "source" in run.scores:
+        seq = run.scores.loc[run.scores["source"] == "sequence", "gene"].nunique()
+        if seq:
+            text += f" {seq:,} more genes, without cells, were scored from their sequence features alone."
+    return text
+
+
+def _answer(run: _Run) -> dict[str, Any]:
+    out: dict[str, Any] = {"notes": list(run.errors.get("answer", [])), "targets": []}
+    scores = run.scores
+    if scores is None or scores.empty:
+        out["notes"].append(_note("No scores in this run (scores.csv): nothing to rank yet."))
+        return out
+    params = scores.attrs.get("params", {}) or {}
+    states = [str(s) for s in params.get("states", [])] or [c[5:].replace("_", " ") for c in scores if c.startswith("pred_") and c != "pred_distance"]  # fmt: skip
+    info = _targets_info(scores)
+    train = set((run.split or {}).get("train") or [])
+    sequence = params.get("sequence") or {}
+    for i, (name, sub) in enumerate(scores.groupby("target", sort=False) if "target" in scores else [("(single target)", scores)]):  # fmt: skip
+        name = str(name)
+        t_info = info.get(name, {"mix": "", "constraints": []})
+        ranked = sub[sub["rank"].notna()].sort_values("rank", kind="stable") if "rank" in sub else sub
+        cons = "; ".join(t_info["constraints"])
+        entry: dict[str, Any] = {
+            "heading": f"Target: {name}",
+            "mix": f"Target mix: {t_info['mix']}." + (f" Constraint: {cons}." if cons else ""),
+            "top": [_candidate(r) for _, r in ranked.head(TOP_NAMED).iterrows()],
+            "notes": [],
+        }
+        n_fail = int((~sub["constraint_ok"].astype(bool)).sum()) if "constraint_ok" in sub else 0
+        if n_fail and params.get("constraint_mode", "filter") == "filter":
+            entry["notes"].append(_note(f"{n_fail} knockouts break the constraint ({cons}) and are not ranked."))
+        flagged = sub[sub["flag"].astype(str).str.len() > 0] if "flag" in sub else sub.iloc[:0]
+        if len(flagged):
+            entry["notes"].append(_note(f"{flagged['gene'].nunique():,} genes scored from sequence alone are not "
+                                        f"ranked: {sequence.get('reason') or 'see the caveats'}.", "warning"))  # fmt: skip
+        entry["table"] = _ranked_table(ranked.head(TOP_ROWS), states, train, total=len(ranked))
+        stem = f"ranking_{i + 1}" if f"ranking_{i + 1}" in run.figures else ("ranking" if i == 0 else None)
+        entry["figures"] = ([_figure(run, stem, f"The {min(TOP_ROWS, len(ranked))} closest knockouts to {name}: "
+                                                "predicted distance with its 95% interval.")]
+                            if stem and stem in run.figures else [])  # fmt: skip
+        out["targets"].append(entry)
+    return out
+
+
+def _candidate(r: pd.Series) -> dict[str, str]:
+    interval = (f" (95% interval {r['lo']:.3f}–{r['hi']:.3f})" if pd.notna(r.get("lo")) and pd.notna(r.get("hi"))
+                else " (no interval)")  # fmt: skip
+    text = f"predicted distance {_fmt(r.get('pred_distance'))}{interval}"
+    if r.get("source") == "cells":
+        text += f"; observed {_fmt(r.get('empirical_distance'))} from {_fmt(r.get('n_cells'))} cells"
+    else:
+        text += "; scored from its sequence alone (no cells)"
+    return {"gene": str(r.get("gene")), "text": text + "."}
+
+
+def _ranked_table(rows: pd.DataFrame, states: list[str], train: set[str], *, total: int) -> dict[str, Any]:
+    columns = [("Rank", True), ("Gene", False), ("Scored from", False), ("Predicted distance", True),
+               ("95% interval", True), ("Observed distance", True), ("Cells", True), ("Predicted mix", False),
+               ("Meets constraint", False), ("Used in training", False)]  # fmt: skip
+    body = []
+    for _, r in rows.iterrows():
+        interval = f"{r['lo']:.3f}–{r['hi']:.3f}" if pd.notna(r.get("lo")) and pd.notna(r.get("hi")) else "—"
+        source = "cells" if r.get("source") == "cells" else "sequence only"
+        body.append([
+            _fmt(r.get("rank")), str(r.get("gene")), source, _fmt(r.get("pred_distance")), interval,
+            _fmt(r.get("empirical_distance")), _fmt(r.get("n_cells")) if r.get("source") == "cells" else "—",
+            _states_text(r, states), _fmt(bool(r.get("constraint_ok", True))),
+            ("yes" if r.get("gene") in train else "no") if train else "—",
+        ])  # fmt: skip
+    caption = f"The {len(rows)} closest of {total:,} ranked knockouts (lower distance is closer to the target)."
+    return _table(columns, body, caption=caption, cls="ranked")
+
+
+def _caveats(run: _Run) -> list[str]:
+    derived = derive_caveats(run.evaluation, split=run.split) if run.evaluation else []
+    scores = score_caveats(run.scores, split=run.split) if run.scores is not None else []
+    extra = []
+    if not run.evaluation:
+        extra.append("This run was not compared with the baselines, so how far its scores can be trusted is unknown; "
+                     "run `perturbscore evaluate RUN --screen SCREEN`.")  # fmt: skip
+    elif (n := validation_size(run.evaluation, run.split)) is not None and n == 0:
+        extra.append("The model was checked on no held-out knockout: its accuracy is unknown.")
+    return merge_caveats(derived, run.caveats, extra, scores)
+
+
+def _quality(run: _Run) -> dict[str, Any]:
+    out: dict[str, Any] = {"notes": list(run.errors.get("quality", [])), "figures": _figures(run, "quality")}
+    res = run.evaluation
+    if not res:
+        out["notes"].append(_note("This run has no evaluation (eval.json). `perturbscore evaluate RUN --screen "
+                                  "SCREEN` compares the model with simple baselines on held-out knockouts."))  # fmt: skip
+        return out
+    k = res.get("eval_k") or 10
+    n_val = validation_size(res, run.split)
+    seeds = res.get("seeds") or []
+    held = f"{n_val} held-out knockouts" if n_val is not None else "the held-out knockouts"
+    out["intro"] = (
+        f"Each method predicted how far each of {held} (none used in training) lies from target mixes drawn like "
+        f"the training targets, from {k} of its cells or from its sequence alone. Its error is the mean absolute "
+        "difference from the true distance."
+    )
+    columns = [("Method", False), ("Uses", False), (f"Error with {k} cells", True), ("Error from sequence alone", True),
+               (f"Ranking agreement with {k} cells (Spearman)", True), ("Top-3 hit rate", True)]  # fmt: skip
+    entries = [(n, e or {}) for g in ("models", "baselines") for n, e in (res.get(g) or {}).items()]
+    grid = [[_by_k(e.get("mae_cells"), k), e.get("mae_sequence"), e.get("spearman"), e.get("top3")] for _, e in entries]
+    best = _best(grid, [n for n, _ in entries], higher=[False, False, True, True])
+    rows = []
+    for (name, _), values, bold in zip(entries, grid, best, strict=True):
+        label, uses = METHODS.get(name, (name, ""))
+        rows.append([label, uses, *(_cell(_pm(v), bold=b) for v, b in zip(values, bold, strict=True))])
+    out["table"] = _table(columns, rows)
+    runs = f" over {len(seeds)} training runs (mean ± spread)" if len(seeds) > 1 else ""
+    out["footnote"] = (f"Errors and distances run from 0 to 1; lower error is better, higher agreement and hit rate "
+                       f"are better; the best of each column is bold{runs}. — : does not apply.")  # fmt: skip
+    return out
+
+
+def _by_k(by_k: Any, k: int) -> Any:
+    if not isinstance(by_k, Mapping):
+        return None
+    return {int(kk): v for kk, v in by_k.items()}.get(int(k))
+
+
+def _pm(values: Any) -> str:
+    mean, sd = summarise(values)
+    if mean != mean:
+        return "—"
+    n = np.atleast_1d(np.asarray(values, dtype=float)).size
+    return f"{mean:.3f}" + (f" ± {sd:.3f}" if n > 1 else "")
+
+
+def _best(grid: list[list[Any]], names: list[str], *, higher: list[bool]) -> list[list[bool]]:
+    """Mark each column's best mean (the oracle, a reference, never)."""
+    out = [[False] * len(higher) for _ in grid]
+    for j, hi in enumerate(higher):
+        means = [summarise(row[j])[0] if names[i] != "oracle" else np.nan for i, row in enumerate(grid)]
+        finite = [m for m in means if m == m]
+        if not finite:
+            continue
+        target = max(finite) if hi else min(finite)
+        for i, m in enumerate(means):
+            out[i][j] = m == target
+    return out
+
+
+def _programs(run: _Run) -> dict[str, Any]:
+    out: dict[str, Any] = {"notes": list(run.errors.get("programs", [])), "figures": _figures(run, "programs"),
+                           "enrichment_figures": _figures(run, "enrichment")}  # fmt: skip
+    res = run.programs
+    if res is None:
+        out["notes"].append(_note("No gene programs in this run: `perturbscore programs RUN --screen SCREEN "
+                                  "--gene-sets FILE.gmt` lists each program's genes and enriched gene sets."))  # fmt: skip
+        return out
+    out["intro"] = ("The model reads each cell through a handful of gene programs (weighted sums of genes). The genes "
+                    "that weigh most, each way, tell what a program stands for.")  # fmt: skip
+    top = res.top_genes
+    rows = []
+    if {"program", "sign", "gene"} <= set(top.columns):
+        order = top.sort_values("rank", kind="stable") if "rank" in top else top
+        for program, sub in order.groupby("program", sort=False):
+            genes = {s: ", ".join(sub.loc[sub["sign"] == s, "gene"].astype(str).head(8)) or "—" for s in ("+", "-")}
+            rows.append([str(program).replace("_", " "), genes["+"], genes["-"]])
+    out["top"] = _table([("Program", False), ("Top genes, positive weight", False),
+                         ("Top genes, negative weight", False)], rows)  # fmt: skip
+    enr = res.enrichment
+    if enr is not None and not enr.empty and "q" in enr:
+        enr = enr.assign(_q=pd.to_numeric(enr["q"], errors="coerce")).sort_values(["_q", "p"], kind="stable")
+        n_sig = int((enr["_q"] < 0.05).sum())
+        shown = enr[enr["_q"] < 0.25].head(15)
+        shown = shown if len(shown) else enr.head(5)
+        out["enrichment_intro"] = (f"{len(enr)} tests of gene sets against the programs; {n_sig} with q < 0.05 "
+                                   "(Benjamini–Hochberg). The most significant:")  # fmt: skip
+        rows = [[str(r.get("program", "")).replace("_", " "),
+                 {"+": "positive", "-": "negative"}.get(str(r.get("direction")), str(r.get("direction", ""))),
+                 str(r.get("set")), str(r.get("method", "")), _fmt(r.get("_q"), 3), _genes(r.get("genes"))]
+                for _, r in shown.iterrows()]  # fmt: skip
+        out["enrichment"] = _table([("Program", False), ("Weights", False), ("Gene set", False), ("Test", False),
+                                    ("q", True), ("Genes driving it", False)], rows)  # fmt: skip
+    return out
+
+
+def _diagnostics(run: _Run) -> dict[str, Any]:
+    out: dict[str, Any] = {"notes": list(run.errors.get("diagnostics", [])) + list(run.errors.get("caveats", [])),
+                           "figures": _figures(run, "diagnostics")}  # fmt: skip
+    m = run.metrics
+    if m is not None and len(m):
+        steps = int(m["step"].max()) if "step" in m and m["step"].notna().any() else len(m)
+        rows = []
+        for col, label in (("train_pred_loss", "Training prediction loss"), ("val_pred_loss", "Validation "
+                           "prediction loss"), ("train_rec_loss", "Training sequence loss"), ("val_rec_loss",
+                           "Validation sequence loss")):  # fmt: skip
+            if col in m and m[col].notna().any():
+                s = m[col].dropna()
+                rows.append([label, _fmt(s.iloc[0]), _fmt(s.iloc[-1]), _fmt(s.min())])
+        if rows:
+            out["training"] = _table([("Loss", False), ("First", True), ("Last", True), ("Lowest", True)], rows,
+                                     caption=f"Trained for {steps:,} steps ({len(m)} logged epochs).")  # fmt: skip
+        numeric = [c for c in m.columns if c not in ("epoch", "step") and pd.api.types.is_numeric_dtype(m[c])]
+        all_rows = [[c, _fmt(m[c].dropna().iloc[-1]) if m[c].notna().any() else "—", _fmt(m[c].min())] for c in numeric]
+        out["metrics"] = _table([("Logged value", False), ("Last", True), ("Lowest", True)], all_rows)
+    s = run.summary
+    if isinstance(s, dict):
+        cpp = s.get("cells_per_perturbation") or {}
+        rows = [["Source", str(s.get("source", "—"))], ["Cells", _fmt(s.get("n_cells"))],
+                ["Genes measured", _fmt(s.get("n_genes"))], ["Perturbations (control included)",
+                _fmt(s.get("n_perturbations"))], ["Control", str(s.get("control") or "none")],
+                ["Cell states", ", ".join(map(str, s.get("states") or []))],
+                ["Cells per perturbation (min / median / max)",
+                 f"{_fmt(cpp.get('min'))} / {_fmt(cpp.get('median'), 0)} / {_fmt(cpp.get('max'))}"],
+                ["Sequence features (windows, dimensions)", str(s.get("features") or "none")]]  # fmt: skip
+        out["screen"] = _table([("What", False), ("Value", False)], rows)
+    for name in ("config.json", "config.yaml"):
+        path = run.path / name
+        if path.is_file() and not any(e["text"].startswith(name) for e in out["notes"]):
             text = path.read_text(encoding="utf-8")
-            if name.endswith(".json"):
-                text = json.dumps(json.loads(text), indent=2, sort_keys=False)
-            return f"<p>From <code>{name}</code>.</p><pre><code>{_esc(text)}</code></pre>"
-    return None
+            if name.endswith(".json") and run.config is not None:
+                text = json.dumps(run.config, indent=2)
+            out["config"], out["config_name"] = text, name
+            break
+    out["missing"] = [{"file": f, "what": FILES.get(f, "")} for f in run.missing]
+    return out
 
 
-_SECTIONS: list[tuple[str, str, str, Callable[[Path], str | None]]] = [
-    # (anchor id, heading, file it needs, builder)
-    ("caveats", "Caveats", "caveats.json", _caveats),
-    ("screen", "Screen", "screen_summary.json", _screen),
-    ("evaluation", "Evaluation", "eval.md", _evaluation),
-    ("training", "Training metrics", "metrics.csv", _metrics),
-    ("scores", "Scores", "scores.csv", _scores),
-    ("programs", "Gene programs", "programs.csv", _programs),
-    ("enrichment", "Gene-set enrichment", "enrichment.csv", _enrichment),
-    ("figures", "Figures", "plots", _figures),
-    ("config", "Configuration", "config.json", _config),
-]
+# -- rendering ------------------------------------------------------------------------------------------------------
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("perturbscore.report", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"), default=True),
+        trim_blocks=False,
+        lstrip_blocks=False,
+    )
 
 
-def _build_section(run: Path, anchor: str, builder: Callable[[Path], str | None]) -> str | None:
-    try:
-        return builder(run)
-    except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError) as err:
-        # a corrupt file must not cost the user the rest of the report
-        logger.warning("report section %r could not be built: %s", anchor, err)
-        return _note(f"This section could not be built: {type(err).__name__}: {err}", "error")
+def report_context(run_dir: str | os.PathLike[str], *, title: str | None = None) -> dict[str, Any]:
+    """Everything the report template shows, as plain data (tested without rendering)."""
+    from .. import __version__  # at call time: the package __init__ may import this module
 
-
-def _section(anchor: str, heading: str, body: str) -> str:
-    cls = ' class="caveats"' if anchor == "caveats" else ""
-    return f'<section id="{anchor}"{cls}>\n<h2>{_esc(heading)}</h2>\n{body}\n</section>'
-
-
-def _missing_box(missing: list[str]) -> str:
-    if not missing:
-        return ""
-    items = "".join(f"<li><code>{_esc(m)}</code>: {_esc(_FILES.get(m, ''))}</li>" for m in missing)
-    return f'<section id="missing" class="missing"><strong>Not in this run</strong> (sections left out):<ul>{items}</ul></section>'
+    run_path = Path(run_dir)
+    if not run_path.is_dir():
+        raise RunError(f"run directory {str(run_path)!r} does not exist; pass the folder a training run wrote.")
+    run = _load(run_path)
+    caveats = _caveats(run)
+    verdict = sequence_verdict(run.evaluation)
+    return {
+        "title": title or f"perturbscore run: {run_path.resolve().name}",
+        "generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "version": __version__,
+        "run_dir": str(run_path.resolve()),
+        "css": CSS,
+        "sections": [{"id": i, "heading": h} for i, h in SECTIONS],
+        "asked": _asked(run),
+        "answer": _answer(run),
+        "caveats": caveats,
+        "caveat_notes": [],
+        "no_caveats": "No caveat applies: the model beat every baseline on enough held-out knockouts"
+        + (", and its sequence path beat the training mean." if verdict and verdict["better"] else "."),
+        "quality": _quality(run),
+        "programs": _programs(run),
+        "diagnostics": _diagnostics(run),
+    }
 
 
 def render_report(run_dir: str | os.PathLike[str], *, title: str | None = None) -> str:
     """Return the report of ``run_dir`` as one HTML string (see :func:`build_report`)."""
-    from .. import __version__  # at call time: the package __init__ may import this module
-
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise RunError(f"run directory {str(run)!r} does not exist; pass the folder a training run wrote.")
-    title = title or f"perturbscore run: {run.resolve().name}"
-    built, missing = [], []
-    for anchor, heading, needed, builder in _SECTIONS:
-        body = _build_section(run, anchor, builder)
-        if body is None:
-            missing.append(needed)
-        else:
-            built.append((anchor, heading, body))
-    # caveats go above the table of contents, so they cannot be missed
-    top = [_section(*b) for b in built if b[0] == "caveats"]
-    rest = [_section(*b) for b in built if b[0] != "caveats"]
-    toc = "".join(f'<li><a href="#{a}">{_esc(h)}</a></li>' for a, h, _ in built)
-    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    head = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_esc(title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
-        f'<header>\n<h1>{_esc(title)}</h1>\n<p class="meta">Generated {_esc(now)} by perturbscore '
-        f"{_esc(__version__)} from <code>{_esc(run.resolve())}</code></p>\n</header>\n"
-    )
-    nav = f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>'
-    return "\n".join([head, *top, nav, _missing_box(missing), *rest, "</body>\n</html>\n"])
+    context = report_context(run_dir, title=title)
+    return _environment().get_template(TEMPLATE).render(**context)
 
 
 def build_report(
     run_dir: str | os.PathLike[str], *, out: str | os.PathLike[str] | None = None, title: str | None = None
 ) -> Path:
-    """Write a self-contained ``report.html`` summarising a run directory.
+    """Write a self-contained ``report.html`` for a run directory.
 
-    Reads, when present: ``caveats.json`` (list of strings, shown first), ``screen_summary.json``,
-    ``eval.md`` (rendered) and ``eval.json``, ``metrics.csv``, ``scores.csv`` (top 20 per target),
-    ``programs.csv``, ``enrichment.csv``, ``plots/*.png`` (embedded as base64) and ``config.json``
-    (or ``config.yaml``). Absent files are listed in a "Not in this run" box; unreadable ones get an
-    error note in their section. The page loads nothing from the network.
+    Reads, when present: ``scores.csv`` (or ``scores.parquet``) with its description (``scores.json``),
+    ``eval.json``, ``caveats.json`` (hand-written or earlier caveats, shown with those derived now),
+    ``programs.csv`` and the other program tables, ``metrics.csv``, ``screen_summary.json``, ``config.json`` and
+    ``plots/*.png`` (embedded). Absent files become notes; unreadable ones error notes. The page loads nothing
+    from the network.
 
     Parameters
     ----------

@@ -12,8 +12,9 @@ plus the state posterior with the mix channel) and ``m2`` that of its statistic 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -22,11 +23,18 @@ import torch
 from .._errors import InputError
 from .._utils import as_rng, track
 from ..data import GeneFeatures, Screen
-from ._model import PerturbScoreModel
+from ..io import as_targets
+from ..model import PerturbScoreModel
+from ._data import h5_safe, resolve_screen, target_adata
+
+if TYPE_CHECKING:
+    import anndata as ad
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KS = (2, 3, 5, 8, 10, 15, 20, 30, 50, 80, 120, 200)
+#: Default ``key_added`` of :func:`cells_needed_table`.
+CELLS_NEEDED_KEY = "perturbscore_cells_needed"
 #: Rows of resampled means per G/H call.
 CHUNK = 8192
 
@@ -46,23 +54,15 @@ def as_models(model: PerturbScoreModel | Sequence[PerturbScoreModel]) -> list[Pe
     return models
 
 
-def check_targets(targets: Mapping[str, np.ndarray] | np.ndarray, states: Sequence[str]) -> dict[str, np.ndarray]:
-    """Validate named ``(C,)`` target mixes in ``states`` order (one array is named ``"target"``); renormalise."""
-    items = dict(targets) if isinstance(targets, Mapping) else {"target": targets}
-    if not items:
-        raise InputError("no targets given; pass targets={'name': mix} (see perturbscore.io.resolve_targets)")
-    out: dict[str, np.ndarray] = {}
-    for name, q in items.items():
-        q = np.asarray(q, dtype=np.float64)
-        if q.shape != (len(states),):
-            raise InputError(
-                f"target {name!r} has shape {q.shape}; give one fraction per state in the model's order "
-                f"{list(states)} (perturbscore.io.parse_target builds one from 'state=fraction,...')"
-            )
-        if not np.isfinite(q).all() or (q < 0).any() or q.sum() <= 0:
-            raise InputError(f"target {name!r} = {q.tolist()} must be finite, >= 0 and not all zero")
-        out[str(name)] = q / q.sum()
-    return out
+def check_targets(targets: Any, states: Sequence[str]) -> dict[str, np.ndarray]:
+    """Validate named ``(C,)`` target mixes in ``states`` order, from any form :func:`~perturbscore.io.as_targets` reads.
+
+    ``{'progenitor': 0.6, 'cycling': 0.4}`` is one target (missing states are 0); ``{name: mix}`` several;
+    arrays are in ``states`` order. Unnamed targets are named after their dominant states.
+    """
+    if targets is None or (isinstance(targets, Mapping | list | tuple) and not targets):
+        raise InputError("no targets given; pass e.g. targets={'progenitor': 0.6, 'cycling': 0.4}")
+    return as_targets(targets, states)
 
 
 def _column_index(screen_genes: np.ndarray, model: PerturbScoreModel) -> np.ndarray | None:
@@ -81,7 +81,7 @@ def _column_index(screen_genes: np.ndarray, model: PerturbScoreModel) -> np.ndar
 
 # -- the engine -----------------------------------------------------------------------------------
 def program_activities(models: list[PerturbScoreModel], screen: Screen, perturbation: str) -> list[np.ndarray]:
-    """f of every cell of ``perturbation`` under each model: a list of ``(n, m1)`` arrays (see ``cell_summary``)."""
+    """Program activities of every cell of ``perturbation`` under each model: a list of ``(n, m1)`` arrays (see ``cell_summary``)."""
     if perturbation not in screen.perturbations:
         raise InputError(
             f"perturbation {perturbation!r} is not in the screen ({len(screen.perturbations)} perturbations, e.g. "
@@ -246,16 +246,20 @@ def _stability(models, screen, genes, Q, ks, n_resamples, coverage, *, features,
 
 def cells_needed(
     model: PerturbScoreModel | Sequence[PerturbScoreModel],
-    screen: Screen,
+    data: Screen | ad.AnnData | str | os.PathLike[str],
     perturbation: str,
     *,
-    target: np.ndarray,
+    target: Any,
     features: GeneFeatures | None = None,
     tolerance: float = 0.05,
     ks: Sequence[int] = DEFAULT_KS,
     n_resamples: int = 100,
     coverage: float = 0.9,
     rng: np.random.Generator | int | None = 0,
+    perturbation_key: str | None = None,
+    state_key: str | None = None,
+    control: str | None = None,
+    layer: str | None = None,
 ) -> dict[str, Any]:
     """How many cells of ``perturbation`` give a prediction within ``tolerance`` of the all-cells one.
 
@@ -268,12 +272,12 @@ def cells_needed(
     ----------
     model
         A :class:`PerturbScoreModel` (or several: ensemble mean).
-    screen
-        The screen holding the perturbation's cells.
+    data
+        The screen holding the perturbation's cells: an AnnData, a path or a :class:`Screen`.
     perturbation
         Its name.
     target
-        ``(C,)`` target mix in the model's state order.
+        One target: ``{'progenitor': 0.6, 'cycling': 0.4}``, a Series, or a ``(C,)`` mix in the model's order.
     features
         Gene features, for models that fuse the cells' statistic with ``T(g)`` (the screen's are used too).
     tolerance
@@ -286,6 +290,8 @@ def cells_needed(
         Fraction of resamples that must lie within ``tolerance``.
     rng
         Seed or generator.
+    perturbation_key, state_key, control, layer
+        How to read an AnnData or path (default: the model's keys, else the challenge layout's).
 
     Returns
     -------
@@ -297,6 +303,7 @@ def cells_needed(
     models = as_models(model)
     q = next(iter(check_targets(target, models[0].states).values()))[None]  # (1, C)
     ks_arr = _check_advice_args(tolerance, ks, n_resamples, coverage)
+    screen = _screen(data, models[0], perturbation_key, state_key, control, layer)
     st = _stability(models, screen, [perturbation], q, ks_arr, n_resamples, coverage, features=features, rng=as_rng(rng))[0]  # fmt: skip
     need = _smallest_stable(st["spread"][:, 0], ks_arr, tolerance)
     return {
@@ -313,9 +320,9 @@ def cells_needed(
 
 def cells_needed_table(
     model: PerturbScoreModel | Sequence[PerturbScoreModel],
-    screen: Screen,
+    data: Screen | ad.AnnData | str | os.PathLike[str],
     *,
-    target: Mapping[str, np.ndarray] | np.ndarray,
+    target: Any,
     features: GeneFeatures | None = None,
     tolerance: float = 0.05,
     ks: Sequence[int] = DEFAULT_KS,
@@ -323,17 +330,26 @@ def cells_needed_table(
     coverage: float = 0.9,
     rng: np.random.Generator | int | None = 0,
     progress: bool = True,
-) -> pd.DataFrame:
+    perturbation_key: str | None = None,
+    state_key: str | None = None,
+    control: str | None = None,
+    layer: str | None = None,
+    key_added: str = CELLS_NEEDED_KEY,
+    copy: bool = False,
+) -> pd.DataFrame | ad.AnnData:
     """:func:`cells_needed` for every measured knockout (control excluded) and every target.
 
-    ``target`` is one ``(C,)`` mix or ``{name: mix}``. Returns one row per (target, gene): ``target, gene,
-    n_cells, pred_distance, cells_needed`` (nullable int; missing when no ``k`` tried is enough),
-    ``enough_cells`` and ``spread_max_k`` (the spread at the largest ``k`` tried).
+    ``target`` is any form :func:`~perturbscore.tl.score_perturbations` accepts (one mix, or ``{name: mix}``).
+    An AnnData gets the table in ``adata.uns[key_added]`` (``table``, ``params``); ``copy=True`` writes into a
+    copy and returns it. Returns one row per (target, gene): ``target, gene, n_cells, pred_distance,
+    cells_needed`` (nullable int; missing when no ``k`` tried is enough), ``enough_cells`` and ``spread_max_k``
+    (the spread at the largest ``k`` tried).
     """
     models = as_models(model)
     named = check_targets(target, models[0].states)
     Q = np.stack(list(named.values()))  # (T, C)
     ks_arr = _check_advice_args(tolerance, ks, n_resamples, coverage)
+    screen = _screen(data, models[0], perturbation_key, state_key, control, layer)
     gen, rows, genes = as_rng(rng), [], screen.knockouts
     batches = [genes[i : i + 16] for i in range(0, len(genes), 16)]
     stats = [st for b in track(batches, progress=progress, description="cells needed") for st in _stability(models, screen, b, Q, ks_arr, n_resamples, coverage, features=features, rng=gen)]  # fmt: skip
@@ -346,4 +362,18 @@ def cells_needed_table(
     df = pd.DataFrame(rows, columns=cols)
     df["cells_needed"] = df["cells_needed"].astype("Int64")
     df["enough_cells"] = df["enough_cells"].astype("boolean")
-    return df
+    params = {"targets": {n: q.tolist() for n, q in named.items()}, "states": list(models[0].states),
+              "tolerance": float(tolerance), "coverage": float(coverage), "ks": ks_arr.tolist(),
+              "n_resamples": int(n_resamples)}  # fmt: skip
+    df.attrs["params"] = params
+    adata = target_adata(data, copy=copy)
+    if adata is not None:
+        adata.uns[key_added] = {"table": df.copy(), "params": h5_safe(params)}
+    return adata if copy and adata is not None else df
+
+
+def _screen(data, model, perturbation_key, state_key, control, layer) -> Screen:  # noqa: ANN001
+    screen = resolve_screen(data, model, perturbation_key=perturbation_key, state_key=state_key, control=control,
+                            layer=layer, small="keep")  # fmt: skip
+    assert screen is not None
+    return screen

@@ -4,6 +4,10 @@ Loadings are ranked per standard deviation of each gene (``scale="sd"``): f's we
 log-expression give a gene that barely varies a huge weight (its 1/sd is folded in by the front end),
 although a change of that gene within the data moves the program by almost nothing. Multiplying by the
 gene's spread in the cells gives how far one typical change of the gene moves the program.
+
+Given an AnnData, the results go where scanpy users look (as ``X_pca``/``PCs`` do): each cell's program
+activity in ``adata.obsm["X_" + key_added]``, the loadings in ``adata.varm[key_added]`` and the tables in
+``adata.uns[key_added]``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ import scipy.sparse as sp
 from .._errors import InputError, RunError
 from .._utils import as_rng, atomic_path
 from ..data import Screen
+from ._data import h5_safe, read_keys, resolve_screen, target_adata
 from ._programs import activity_by_group, program_enrichment, program_state_relation, top_genes
 
 if TYPE_CHECKING:
     import anndata as ad
 
-    from ._model import PerturbScoreModel
+    from ..model import PerturbScoreModel
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +47,8 @@ PROGRAM_FILES: dict[str, str] = {
 _INDEX_NAMES = {"activity_by_state": "program", "activity_by_perturbation": "perturbation",
                 "stat_state_relation": "stat_program"}  # fmt: skip
 _BLOCK_CELLS = 50_000  # cells per forward pass when summarising perturbations
+#: Default ``key_added`` of :func:`interpret_programs`.
+PROGRAMS_KEY = "perturbscore_programs"
 
 
 @dataclass
@@ -138,7 +145,13 @@ def interpret_programs(
     max_cells: int = 20_000,
     max_cells_per_perturbation: int = 500,
     rng: np.random.Generator | int | None = 0,
-) -> ProgramsResult:
+    perturbation_key: str | None = None,
+    state_key: str | None = None,
+    control: str | None = None,
+    layer: str | None = None,
+    key_added: str = PROGRAMS_KEY,
+    copy: bool = False,
+) -> ProgramsResult | ad.AnnData:
     """Top genes, gene-set enrichment and activity tables of a fitted model's programs.
 
     Parameters
@@ -150,7 +163,7 @@ def interpret_programs(
         Without it only loadings, top genes and enrichment are computed (ranked per SD of the front end's
         genes when the model stores them).
     gene_sets
-        Mapping set name -> genes (see :func:`~perturbscore.tl.read_gmt`) for enrichment.
+        Mapping set name -> genes (see :func:`~perturbscore.io.read_gmt`) for enrichment.
     n_top
         Genes per program and sign in ``top_genes`` and in the hypergeometric test.
     n_permutations
@@ -164,10 +177,21 @@ def interpret_programs(
         Cells per perturbation behind its activity and statistic.
     rng
         Seed or generator for cell sampling and the enrichment null.
+    perturbation_key, state_key, control, layer
+        How to read an AnnData or path (default: the keys the model was trained with, else the challenge
+        layout's; ``control="none"``: no control cells).
+    key_added
+        An AnnData gets ``obsm["X_" + key_added]`` (cells x programs: every cell's activity ``f(x)``),
+        ``varm[key_added]`` (genes x programs: the loadings on the ranking scale, 0 for genes the model does not
+        read) and ``uns[key_added]``: ``params`` and the tables (``top_genes``, ``enrichment``,
+        ``activity_by_state``, ``activity_by_perturbation``, ``stat_state_relation``).
+    copy
+        Write into a copy of the AnnData and return that copy instead of the result.
 
     Returns
     -------
-    :class:`ProgramsResult`
+    ProgramsResult or anndata.AnnData
+        The tables (tidy DataFrames); with ``copy=True``, the annotated copy of the AnnData.
     """
     if n_top < 1 or n_permutations < 1 or max_cells < 1 or max_cells_per_perturbation < 1:
         raise InputError(
@@ -178,7 +202,8 @@ def interpret_programs(
         raise InputError(f"scale must be 'sd' or 'raw', got {scale!r}")
     rng = as_rng(rng)
     raw = model.program_loadings()  # (genes, m1)
-    scr = None if screen is None else _as_screen(screen, model)
+    keys = {"perturbation_key": perturbation_key, "state_key": state_key, "control": control, "layer": layer}
+    scr = None if screen is None else _as_screen(screen, model, keys)
     cols = None if scr is None else _gene_columns(model, scr)
     state_rows = None if scr is None else _sample_rows(scr, max_cells, rng)
     result = ProgramsResult(top_genes=pd.DataFrame())
@@ -203,10 +228,29 @@ def interpret_programs(
     result.params = {"n_top": n_top, "n_permutations": n_permutations, "scale": scale if gene_sd is not None
                      else "raw", "max_cells": max_cells, "max_cells_per_perturbation": max_cells_per_perturbation,
                      "n_gene_sets": None if gene_sets is None else len(gene_sets)}  # fmt: skip
-    return result
+    adata = target_adata(screen, copy=copy)
+    if adata is not None:
+        annotate_programs(adata, model, result, key_added=key_added, layer=read_keys(model, **keys)["layer"])
+    return adata if copy and adata is not None else result
 
 
-def _as_screen(screen: Screen | ad.AnnData | str | os.PathLike[str], model: PerturbScoreModel) -> Screen:
+def annotate_programs(
+    adata: ad.AnnData, model: PerturbScoreModel, result: ProgramsResult, *, key_added: str = PROGRAMS_KEY,
+    layer: str | None = None,
+) -> None:  # fmt: skip
+    """Write a :class:`ProgramsResult` into ``adata``: ``obsm["X_" + key_added]``, ``varm[key_added]``, ``uns``."""
+    adata.obsm[f"X_{key_added}"] = model.program_activity(adata, layer=layer).astype(np.float32)  # (cells, m1)
+    loadings = result.loadings if result.loadings is not None else model.program_loadings()
+    adata.varm[key_added] = loadings.reindex(np.asarray(adata.var_names, dtype=str)).fillna(0.0).to_numpy(np.float32)
+    entry: dict[str, Any] = {"params": h5_safe({**result.params, "programs": list(loadings.columns)})}
+    for name, table in result.tables().items():
+        entry[name] = table.copy()
+    adata.uns[key_added] = entry
+
+
+def _as_screen(
+    screen: Screen | ad.AnnData | str | os.PathLike[str], model: PerturbScoreModel, keys: dict[str, Any]
+) -> Screen:
     if isinstance(screen, Screen):
         missing = set(model.states) - set(screen.states)
         if missing or len(screen.states) != len(model.states):
@@ -215,9 +259,9 @@ def _as_screen(screen: Screen | ad.AnnData | str | os.PathLike[str], model: Pert
                 "read the screen with states=model.states (the same state column the model was trained on)"
             )
         return screen
-    from ._fit import as_screen
-
-    return as_screen(screen, states=list(model.states), small="keep")
+    out = resolve_screen(screen, model, **keys, small="keep")
+    assert out is not None
+    return out
 
 
 def _gene_columns(model: PerturbScoreModel, screen: Screen) -> np.ndarray | None:

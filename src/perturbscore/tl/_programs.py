@@ -41,7 +41,7 @@ def _validate_loadings(loadings: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_genes(loadings: pd.DataFrame, *, n: int = 20) -> pd.DataFrame:
-    """The ``n`` most positive and ``n`` most negative genes of each program.
+    """Return the ``n`` most positive and ``n`` most negative genes of each program.
 
     Parameters
     ----------

@@ -14,8 +14,10 @@ from ._data import EpisodeDataset
 
 
 class EpochSeeder(L.Callback):
-    """Tell the episode dataset which epoch and rank it is in (so step seeds survive resumes, and every
-    process of a distributed run draws its own episodes)."""
+    """Tell the episode dataset which epoch and rank it is in.
+
+    Step seeds then survive resumes, and every process of a distributed run draws its own episodes.
+    """
 
     def __init__(self, dataset: EpisodeDataset) -> None:
         self.dataset = dataset
@@ -27,8 +29,11 @@ class EpochSeeder(L.Callback):
 
 
 class MetricsCSV(L.Callback):
-    """One row per epoch (epoch, step, every logged train_*/val_* value, ``lr`` and ``wall_s``, the seconds
-    since training (re)started) in ``path``, rewritten atomically."""
+    """Write one row per epoch to ``path``, rewritten atomically.
+
+    A row holds the epoch, the step, every logged train_*/val_* value, ``lr`` and ``wall_s`` (the seconds since
+    training (re)started).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)

@@ -130,7 +130,7 @@ def make_sampler(
     target_noise: float,
     features: bool,
 ) -> EpisodeSampler:
-    """An :class:`EpisodeSampler` over ``perturbations`` of ``screen``."""
+    """Build an :class:`EpisodeSampler` over ``perturbations`` of ``screen``."""
     ids = np.array([screen.index_of(p) for p in perturbations])
     feats = has = None
     if features and screen.features is not None:
@@ -160,7 +160,7 @@ def make_sampler(
 
 
 def schedule_of(config: TrainConfig) -> KSchedule:
-    """The training :class:`KSchedule` of ``config``."""
+    """Return the training :class:`KSchedule` of ``config``."""
     return KSchedule(
         k_min=config.k_min,
         k_max=config.k_max,
@@ -192,7 +192,7 @@ class EpisodeDataset(Dataset):
         return self.steps
 
     def draw(self, step: int) -> Episode:
-        """The episode of global ``step``."""
+        """Draw the episode of global ``step``."""
         return self.sampler.sample(step, np.random.default_rng([self.seed, step, self.rank]))
 
     def __getitem__(self, i: int) -> Episode:

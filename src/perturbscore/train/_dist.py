@@ -10,7 +10,7 @@ import os
 
 
 def global_rank() -> int:
-    """This process's global rank (0 when not distributed).
+    """Return this process's global rank (0 when not distributed).
 
     Reads ``RANK`` (torchrun), ``SLURM_PROCID`` (SLURM) or, for the processes Lightning's own launcher
     starts, ``NODE_RANK`` x ``LOCAL_WORLD_SIZE`` + ``LOCAL_RANK``, in that order. That launcher does not set
@@ -29,5 +29,5 @@ def global_rank() -> int:
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (or when not distributed)."""
+    """Return whether this process is rank 0 (or the run is not distributed)."""
     return global_rank() == 0

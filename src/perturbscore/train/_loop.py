@@ -30,7 +30,6 @@ from ._data import (
     schedule_of,
 )
 from ._module import StatisticModule
-from ._refit import refit_recognizer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ class TrainResult:
 
 
 def model_config_for(screen: Screen, train: TrainConfig, **overrides: object) -> ModelConfig:
-    """The :class:`ModelConfig` for ``screen`` (feature dim only when T is trained)."""
+    """Build the :class:`ModelConfig` for ``screen`` (feature dim only when T is trained)."""
     n_features = screen.features.shape[1] if (train.use_recognizer and screen.features is not None) else None
     return ModelConfig(n_genes=screen.n_genes, n_states=screen.n_states, n_features=n_features, **overrides)
 
@@ -159,14 +158,12 @@ def train_statistic(
         module.load_state_dict(saved["state_dict"])
         best_step = int(saved["global_step"])
     net = module.net.cpu()
-    if use_feats:  # rec_refit_cells > 0: T fitted once more, to the final statistic
-        refit_recognizer(net, screen, split.train, take, config)
     history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
     return TrainResult(net, split, history, _val_pred_loss_at(history, best_step))
 
 
 def _val_pred_loss_at(history: pd.DataFrame, step: int | None) -> float:
-    """The validation prediction loss logged at ``step`` (the kept checkpoint's), NaN if not logged."""
+    """Return the validation prediction loss logged at ``step`` (the kept checkpoint's), NaN if not logged."""
     if step is None or "val_pred_loss" not in history or "step" not in history:
         return float("nan")
     values = history.loc[history["step"] == step, "val_pred_loss"].dropna()
@@ -174,8 +171,10 @@ def _val_pred_loss_at(history: pd.DataFrame, step: int | None) -> float:
 
 
 def _strategy(name: str) -> str:
-    """Lightning's strategy for ``name``; DDP must tolerate parameters a step leaves unused (e.g. T's heads
-    when a step's loss does not touch them)."""
+    """Return Lightning's strategy for ``name``.
+
+    DDP must tolerate parameters a step leaves unused (e.g. T's heads when a step's loss does not touch them).
+    """
     return {"ddp": "ddp_find_unused_parameters_true", "ddp_spawn": "ddp_spawn_find_unused_parameters_true"}.get(
         name, name
     )

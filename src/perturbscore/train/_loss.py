@@ -21,24 +21,20 @@ def prediction_loss(pred: torch.Tensor, true: torch.Tensor, kind: str) -> torch.
 
 
 def recognition_loss(recognized: torch.Tensor, stat: torch.Tensor, mode: str) -> torch.Tensor:
-    """``||T(g) - s_hat||^2`` (``"seed"``); otherwise variance-normalised (``s_hat`` detached for ``"stopgrad"``).
+    """``||T(g) - s_hat||^2`` (``"seed"``, gradients into both); ``"stopgrad"``: variance-normalised, detached.
 
     Dividing by the statistic's variance across perturbations (per dimension) makes the loss scale-free,
     so shrinking the statistic towards a constant is never a cheap way to lower it.
     """
     if mode == "seed":
         return ((recognized - stat) ** 2).sum(-1).mean()
-    if mode == "coupled":  # 1 - R² pooled over dimensions, its gradient reaching the statistic: no floor on the
-        # variance to hide under (a per-dimension floor let one dimension's spread collapse below it)
-        spread = (stat - stat.mean(0, keepdim=True)).pow(2).sum()
-        return (recognized - stat).pow(2).sum() / spread.clamp_min(1e-12)
     target = stat.detach()
     var = target.var(dim=0, unbiased=False).clamp_min(1e-4) if target.shape[0] > 1 else torch.ones_like(target[0])
     return (((recognized - target) ** 2) / var).mean()
 
 
 def recognition_r2(recognized: torch.Tensor, stat: torch.Tensor) -> torch.Tensor:
-    """``1 - residual / variance`` of the statistic across perturbations (DESIGN §3)."""
+    """``1 - residual / variance`` of the statistic across perturbations (pooled over dimensions)."""
     if stat.shape[0] < 2:  # no spread to explain
         return torch.tensor(float("nan"))
     resid = ((recognized - stat) ** 2).sum()
@@ -76,19 +72,6 @@ def logratio_loss(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float
         return stat.new_zeros(())
     y, resid = _logratio_fit(stat, proportions, floor)
     return (resid.pow(2).sum() / y.pow(2).sum().clamp_min(1e-24)).to(stat.dtype)
-
-
-def logratio_part(stat: torch.Tensor, proportions: torch.Tensor, *, floor: float = LOGRATIO_FLOOR) -> torch.Tensor:
-    """The part of each perturbation's statistic that the log-ratio mix explains: the affine fit's fitted values.
-
-    The same least-squares fit as :func:`logratio_loss` (``stat ~ clr(q + floor) B + b`` over the ``P``
-    perturbations), returned as ``(P, m2)`` in ``stat``'s dtype; ``stat`` unchanged when there are no more
-    perturbations than the fit has parameters (``C``).
-    """
-    if proportions.shape[0] <= proportions.shape[1]:
-        return stat
-    _, resid = _logratio_fit(stat, proportions, floor)
-    return (stat.double() - resid).to(stat.dtype)
 
 
 def _logratio_fit(stat: torch.Tensor, proportions: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,19 +11,11 @@ import torch.nn.functional as F
 from ..data._sampling import Episode
 from ..nn import PerturbationStatistic, segment_mean
 from ._config import TrainConfig
-from ._loss import (
-    LossOutput,
-    logratio_loss,
-    logratio_part,
-    prediction_loss,
-    recognition_loss,
-    recognition_r2,
-    stability_loss,
-)
+from ._loss import LossOutput, logratio_loss, prediction_loss, recognition_loss, recognition_r2, stability_loss
 
 
 def log_k(k: torch.Tensor) -> torch.Tensor:
-    """The head's cell-count input: ``log(1 + k)`` (0 for the sequence-only path)."""
+    """Return the head's cell-count input: ``log(1 + k)`` (0 for the sequence-only path)."""
     return torch.log1p(k.to(torch.float32))
 
 
@@ -49,46 +41,30 @@ class StatisticModule(L.LightningModule):
         programs = net.programs(ep.inputs)  # (N, m1)
         has = ep.has_features if (self.use_rec and ep.features is not None) else None
         stable = cfg.stability_weight > 0 and ep.n_sets > 1
-        only_g = cfg.stability_grad == "mixer"
         use_ref = ep.ref_inputs is not None and (stable or has is not None)
         # G runs once on every set of means the step needs (its cost is per call, not per row): the sampled
-        # cells', the reference sample's, and (stability on G only) the sampled cells' with f detached
+        # cells', the reference sample's, and (for the stability loss) the sampled cells' with f detached.
+        # The losses that read the reference sample or the detached means train G alone: f keeps the programs
+        # that the state and prediction losses give it.
         means = [segment_mean(net.cell_summary(programs), ep.segments, ep.n_sets)]  # (P, m1 [+ C])
         grad_ref = stable and torch.is_grad_enabled()
         if use_ref:
-            with torch.set_grad_enabled(grad_ref and not only_g):
+            with torch.no_grad():
                 ref_summary = net.cell_summary(net.programs(ep.ref_inputs))
             means.append(segment_mean(ref_summary, ep.ref_segments, ep.n_sets))
-        if stable and use_ref and only_g:
+        if stable and use_ref:
             means.append(means[0].detach())  # G on the detached programs' means (the mix channel is not trained)
         stats = net.pool(torch.cat(means)).split(ep.n_sets)  # each (P, m2 [+ C])
         stat = stats[0]
         ref = None if not use_ref else (stats[1] if grad_ref else stats[1].detach())
         rec, target = None, None
         if has is not None and bool(has.any()):
-            coupled = cfg.rec_mode == "coupled" and ref is not None  # trains G through the reference statistic
-            target = (stat if ref is None else ref if coupled else ref.detach())[has]
-            if cfg.rec_mix_target == "labels" and net.config.mix_channel:  # the exact mix, not a sample's
-                target = torch.cat([target[:, : net.config.n_stat], ep.proportions[has].to(target.dtype)], -1)
-            if cfg.rec_g_target == "logratio":  # T learns the part of G's statistic that the label mix explains
-                m2 = net.config.n_stat
-                g_part = target[:, :m2].detach()
-                part = logratio_part(g_part, ep.proportions[has])
-                part = part + cfg.rec_g_residual * (g_part - part)  # 0 (the default): the part alone
-                target = torch.cat([part, target[:, m2:]], -1)
+            target = (stat if ref is None else ref.detach())[has]
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
             if self.training:
-                rec = net.recognize_fit(
-                    feats,
-                    target,
-                    has,
-                    clip=cfg.rec_target_clip,
-                    per_part=cfg.rec_select == "per_part",
-                    robust=cfg.rec_robust,
-                    subsample=cfg.rec_subsample,
-                )  # (P', m2)
+                rec = net.recognize_fit(feats, target, has, robust=cfg.rec_robust, subsample=cfg.rec_subsample)
             else:
                 rec = net.recognize(feats, has)
         used = stat
@@ -111,11 +87,10 @@ class StatisticModule(L.LightningModule):
             terms["cell_mix_loss"] = 0.5 * (cell_q - ep.proportions[ep.segments]).abs().sum(-1).mean()
             total = total + cfg.cell_mix_weight * terms["cell_mix_loss"]
         if stable and ref is not None:
-            s_k = stats[2] if only_g else stat
-            terms["stability_loss"] = stability_loss(net.mixed(s_k), net.mixed(ref))
+            terms["stability_loss"] = stability_loss(net.mixed(stats[2]), net.mixed(ref))
             total = total + cfg.stability_weight * terms["stability_loss"]
-        if cfg.logratio_weight > 0:  # G's part kept in line with the log-ratio mix, on the larger reference sample:
-            # its programs carry no gradient unless stability_grad="all", so by default the loss trains G alone
+        if cfg.logratio_weight > 0:  # G's part kept in line with the log-ratio mix, on the larger reference sample
+            # (its programs carry no gradient: the loss trains G alone)
             geo = stats[1] if use_ref else stat
             terms["logratio_loss"] = logratio_loss(net.mixed(geo), ep.proportions)
             total = total + cfg.logratio_weight * terms["logratio_loss"]
@@ -130,11 +105,6 @@ class StatisticModule(L.LightningModule):
             terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
             terms["rec_r2"] = recognition_r2(net.mixed(rec.detach()), net.mixed(target.detach()))  # G's part
             total = total + cfg.rec_weight * terms["rec_loss"]
-            # G towards T's LOO prediction (in validation: the stored T's prediction, as rec is there); TrainConfig
-            # allows the term with rec_mode="stopgrad" and a reference sample only
-            if cfg.rec_couple_weight > 0 and use_ref:
-                terms["couple_loss"] = recognition_loss(net.mixed(rec.detach()), net.mixed(stats[1][has]), "coupled")
-                total = total + cfg.rec_couple_weight * terms["couple_loss"]
             seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
             terms["seq_mae"] = (seq_pred - ep.distances[has]).abs().mean().detach()
             if cfg.seq_weight > 0:

@@ -1,0 +1,272 @@
+"""Write the API and CLI reference pages from the code, at every build.
+
+The API pages list each public namespace's ``__all__`` in an ``autosummary`` table (autosummary then writes one
+page per object); the CLI page walks the typer app's command tree. Nothing here is hand-maintained, so the
+reference follows the code as it changes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Documented namespaces, in reading order: (module, section on the reference index, one-line purpose).
+NAMESPACES: tuple[tuple[str, str, str], ...] = (
+    ("tl", "Analysis", "fit, evaluate, score knockouts against targets, interpret programs"),
+    ("pl", "Analysis", "plots (each returns a matplotlib Figure)"),
+    ("io", "Input and output", "read and validate screens, features, targets and gene sets"),
+    ("datasets", "Input and output", "simulated screens with known ground truth"),
+    ("featurize", "Input and output", "gene features from TSS-centred sequence"),
+    ("report", "Input and output", "the self-contained HTML run report"),
+    ("model", "Model and evaluation", "the fitted model: save, load, statistics, predictions"),
+    ("evaluation", "Model and evaluation", "metrics, baselines, paired evaluation, reproduce"),
+    ("data", "Building blocks", "validated screens and episodic sampling"),
+    ("nn", "Building blocks", "the PyTorch modules f, G, H and T"),
+    ("train", "Building blocks", "training configuration, presets and loop"),
+)
+PACKAGE = "perturbscore"
+
+
+@dataclass
+class Namespace:
+    """What one namespace's page shows."""
+
+    name: str
+    documented: dict[str, list[str]] = field(default_factory=dict)  # kind -> names documented here
+    aliases: list[tuple[str, str]] = field(default_factory=list)  # (name, full name of the documented object)
+
+
+def _kind(obj: Any) -> str:
+    if inspect.isclass(obj):
+        return "exception" if issubclass(obj, BaseException) else "class"
+    if callable(obj):
+        return "function"
+    return "data"
+
+
+def _home(obj: Any) -> str | None:
+    """The namespace whose private modules define ``obj`` (``perturbscore.model._fit`` -> ``model``)."""
+    module = getattr(obj, "__module__", None) if _kind(obj) != "data" else None
+    if not module or not module.startswith(PACKAGE + "."):
+        return None
+    return module.split(".")[1]
+
+
+def collect() -> list[Namespace]:
+    """Each namespace's public names, each object documented once (in its home namespace), linked elsewhere."""
+    modules = {name: importlib.import_module(f"{PACKAGE}.{name}") for name, _, _ in NAMESPACES}
+    exported = {name: list(getattr(mod, "__all__", ())) for name, mod in modules.items()}
+    owner: dict[int, str] = {}  # id(obj) -> full name where it is documented
+    # First pass: objects in their home namespace; second: the rest, in reading order.
+    for home_pass in (True, False):
+        for name, _, _ in NAMESPACES:
+            for attr in exported[name]:
+                obj = getattr(modules[name], attr)
+                if _kind(obj) == "data" or id(obj) in owner:
+                    continue
+                if home_pass == (_home(obj) == name):
+                    owner[id(obj)] = f"{PACKAGE}.{name}.{attr}"
+    pages = []
+    for name, _, _ in NAMESPACES:
+        page = Namespace(name)
+        for attr in exported[name]:
+            obj = getattr(modules[name], attr)
+            full = f"{PACKAGE}.{name}.{attr}"
+            kind = _kind(obj)
+            if kind != "data" and owner.get(id(obj), full) != full:
+                page.aliases.append((attr, owner[id(obj)]))
+            else:
+                page.documented.setdefault(kind, []).append(attr)
+        pages.append(page)
+    return pages
+
+
+_HEADINGS = {"function": "Functions", "class": "Classes", "exception": "Exceptions", "data": "Constants"}
+
+
+def _api_page(page: Namespace, purpose: str) -> str:
+    mod = f"{PACKAGE}.{page.name}"
+    lines = [
+        f"# `{mod}`",
+        "",
+        f"*{purpose}.* Generated at build time from `{mod}.__all__`.",
+        "",
+        "```{eval-rst}",
+        f".. automodule:: {mod}",
+        "   :no-members:",
+        "",
+        f".. currentmodule:: {mod}",
+        "```",
+        "",
+    ]
+    for kind in ("function", "class", "exception", "data"):
+        names = page.documented.get(kind)
+        if not names:
+            continue
+        lines += [f"## {_HEADINGS[kind]}", "", "```{eval-rst}", ".. autosummary::", "   :toctree: ../generated", ""]
+        lines += [f"   {n}" for n in sorted(names, key=str.lower)]
+        lines += ["```", ""]
+    if page.aliases:
+        lines += ["## Also available here", "", "The same objects, documented where they are defined:", ""]
+        lines += [f"- `{mod}.{attr}` is {{obj}}`{full}`" for attr, full in page.aliases]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _api_index(pages: list[Namespace]) -> str:
+    purposes = {name: (section, purpose) for name, section, purpose in NAMESPACES}
+    lines = [
+        "# Python API",
+        "",
+        "```python",
+        "import perturbscore as ps",
+        "```",
+        "",
+        "Each namespace below is `ps.<name>`; its page lists everything in its `__all__`.",
+        "",
+    ]
+    section = None
+    for page in pages:
+        sec, purpose = purposes[page.name]
+        if sec != section:
+            lines += [f"## {sec}", ""]
+            section = sec
+        lines.append(f"- [`ps.{page.name}`]({page.name}.md): {purpose}")
+    lines += ["", "```{toctree}", ":hidden:", ""] + [p.name for p in pages] + ["```", ""]
+    return "\n".join(lines)
+
+
+# ---- CLI ----------------------------------------------------------------------------------------------------
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def _flags(param: Any) -> str:
+    if getattr(param, "param_type_name", "") == "argument":
+        return (param.metavar or param.name).upper()
+    flags = list(param.opts)
+    if getattr(param, "secondary_opts", None):
+        flags = [f"{a} / {b}" for a, b in zip(param.opts, param.secondary_opts, strict=False)] or flags
+    return ", ".join(flags)
+
+
+_TYPE_NAMES = {"Path": "path", "int": "integer", "float": "number", "str": "text", "bool": "flag"}
+
+
+def _type(param: Any) -> str:
+    """A short type name from click's ``type`` or, for typer's own parameter classes, the annotation."""
+    if getattr(param, "is_flag", False):
+        return "flag"
+    click_type = getattr(param, "type", None)
+    if click_type is not None and getattr(click_type, "name", None):
+        return str(click_type.name).lower()
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if annotation is None:
+        return ""
+    args = getattr(annotation, "__args__", None)
+    if args:  # list[X]: repeatable
+        return f"{_TYPE_NAMES.get(getattr(args[0], '__name__', ''), 'text')}, repeatable"
+    return _TYPE_NAMES.get(getattr(annotation, "__name__", ""), "text")
+
+
+def _default(param: Any) -> str:
+    if getattr(param, "required", False):
+        return "required"
+    default = param.default
+    if default is None or getattr(param, "is_flag", False) and default is False:
+        return ""
+    if callable(default) or repr(default).startswith("<"):
+        return ""
+    return f"`{default}`"
+
+
+def _param_table(params: list[Any]) -> list[str]:
+    rows = [p for p in params if not getattr(p, "hidden", False) and p.name != "help"]
+    if not rows:
+        return []
+    out = ["| option | type | default | what it does |", "|---|---|---|---|"]
+    for p in rows:
+        out.append(f"| `{_flags(p)}` | {_type(p)} | {_default(p)} | {_cell(getattr(p, 'help', '') or '')} |")
+    return [*out, ""]
+
+
+def _usage(prog: str, cmd: Any) -> str:
+    args = [
+        (p.metavar or p.name).upper() if p.required else f"[{(p.metavar or p.name).upper()}]"
+        for p in cmd.params
+        if getattr(p, "param_type_name", "") == "argument"
+    ]
+    return " ".join([prog, "[OPTIONS]", *args])
+
+
+def cli_page() -> str:
+    """The CLI reference as MyST markdown, from the typer app's command tree."""
+    import typer.main
+
+    from perturbscore.cli import app
+
+    group = typer.main.get_command(app)
+    prog = PACKAGE
+    lines = [
+        "# Command line",
+        "",
+        "Generated at build time from the `perturbscore` typer app (`perturbscore.cli.app`). "
+        "Every command also answers `--help`.",
+        "",
+        "```text",
+        f"{prog} [GLOBAL OPTIONS] COMMAND [ARGS]...",
+        "```",
+        "",
+        _cell(group.help or ""),
+        "",
+        "Global options (before the command):",
+        "",
+        *_param_table(list(group.params)),
+        "| command | what it does |",
+        "|---|---|",
+    ]
+    commands = list(group.commands.items())
+    for name, cmd in commands:
+        summary = (cmd.help or "").strip().split("\n\n")[0]
+        lines.append(f"| [`{name}`](#cli-{name}) | {_cell(summary)} |")
+    lines.append("")
+    for name, cmd in commands:
+        lines += [
+            f"(cli-{name})=",
+            f"## `{prog} {name}`",
+            "",
+            "```text",
+            _usage(f"{prog} {name}", cmd),
+            "```",
+            "",
+            _cell(cmd.help or ""),
+            "",
+            *_param_table(list(cmd.params)),
+        ]
+    return "\n".join(lines)
+
+
+def _write(path: Path, text: str) -> None:
+    """Write only when the text changed, so Sphinx does not re-read unchanged pages."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
+def generate(docs: Path) -> None:
+    """Write ``reference/api/*.md`` and ``reference/cli.md`` under ``docs``."""
+    pages = collect()
+    purposes = {name: purpose for name, _, purpose in NAMESPACES}
+    api = docs / "reference" / "api"
+    for page in pages:
+        _write(api / f"{page.name}.md", _api_page(page, purposes[page.name]))
+    _write(api / "index.md", _api_index(pages))
+    stale = {p.name for p in api.glob("*.md")} - {f"{p.name}.md" for p in pages} - {"index.md"}
+    for name in stale:
+        (api / name).unlink()
+    _write(docs / "reference" / "cli.md", cli_page())

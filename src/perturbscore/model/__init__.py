@@ -1,0 +1,37 @@
+"""The fitted model: :class:`PerturbScoreModel` (save, load, statistics, predictions), :func:`fit` and the calibration.
+
+:class:`Calibration` blends the head's distance with empirical Bayes (:class:`FeatureRegression` prior, label
+counts, :func:`posterior_distance`) into the reported number, with a conformal interval.
+"""
+
+from __future__ import annotations
+
+from ._calibration import CalibratedDistance, Calibration, fit_calibration
+from ._empirical_bayes import (
+    FeatureRegression,
+    choose_strength,
+    pool_features,
+    posterior_distance,
+    simulate_draws,
+)
+from ._fit import annotate_fit, as_screen, check_run_dir, fit
+from ._model import PerturbScoreModel
+from ._rundir import is_run_dir, prepare_run_dir
+
+__all__ = [
+    "CalibratedDistance",
+    "Calibration",
+    "FeatureRegression",
+    "PerturbScoreModel",
+    "annotate_fit",
+    "as_screen",
+    "check_run_dir",
+    "choose_strength",
+    "fit",
+    "fit_calibration",
+    "is_run_dir",
+    "pool_features",
+    "posterior_distance",
+    "prepare_run_dir",
+    "simulate_draws",
+]
