@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= runs/demo
 
-.PHONY: setup demo test lint format bench bench-disk ablation reproduce report-check clean
+.PHONY: setup demo test lint format bench bench-disk ablation reproduce panel report-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -54,6 +54,13 @@ reproduce: $(STAMP)
 
 # Needs Chromium (apt-get install chromium): renders the demo's report at 1280 px, checks the screenshot is not
 # blank and that every table shows all of its columns without sideways scrolling (fails when one is hidden).
+# The panel of simulated screens (docs/results/panel.md): the default and every baseline, 3 seeds each, with the
+# shipped training settings (PANEL_STEPS=600 for a shorter run; the table says which).
+PANEL_STEPS ?=
+panel: $(STAMP)
+	$(BIN)/perturbscore reproduce --panel --seeds 0,1,2 $(if $(PANEL_STEPS),--max-steps $(PANEL_STEPS),) --resamples 20 --out runs/panel --overwrite --no-progress
+	cp runs/panel/panel.md runs/panel/panel.json docs/results/
+
 report-check: $(STAMP)
 	$(BIN)/perturbscore report $(DEMO_OUT) --overwrite --open-check
 	$(BIN)/python tools/report_check.py $(DEMO_OUT)/report.html
@@ -86,4 +93,4 @@ docs-check: docs
 	$(BIN)/python tools/docs_check.py docs/_build/html --screenshots docs/_build/screenshots
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache docs/_build

@@ -1,10 +1,22 @@
-"""Training-step cost against the floor of its raw work.
+"""Training-step cost against the floor of its raw work, old path and new in the same run.
 
-The floor: gather the sampled rows from CSR (64 perturbations x 10 cells) and the sparse x dense
-products with f's weights (forward ``X W^T`` and backward ``X^T dY``). A training step is timed in its
-parts (sampling/gather, forward, backward, optimizer) for the seed's gene-space f and for the default
-PCA front end, and for the default without its log-ratio geometry loss (``logratio_weight=0``). Each
-figure is a median over ``--steps`` steps (the machines are shared VMs whose timings have outliers).
+The floor: gather the sampled rows from CSR (64 perturbations x 10 cells) and the sparse x dense products with
+f's weights (forward ``X W^T`` and backward ``X^T dY``). A training step is timed in its parts (sampling/gather,
+forward, backward, optimizer), medians over ``--steps`` steps (the machines are shared VMs whose timings have
+outliers), for:
+
+* ``default, old path``: the step as the default ran it before cells were embedded once: every step gathers its
+  cells' CSR rows (and the reference sample's) and projects them through the front end, draws each
+  perturbation's cells in a Python loop, fits ``T`` in closed form, and steps a foreach AdamW;
+* ``default, old step on cached projection``: the same with the projection cached in memory (what an in-memory
+  screen already had);
+* ``default``: the shipped step, gathering rows of the stored embedding (``perturbscore.pp.embed``, its one-off
+  time printed), drawing every perturbation's cells at once, fitting ``T`` every ``REC_REFIT_EVERY`` steps
+  (reusing the fit's leave-one-out map between), fused AdamW; and the same with ``T`` fitted every step;
+* the seed presets, whose ``f`` reads raw genes (CSR rows every step, as ever), with the old step (loop draws,
+  foreach AdamW) and the shipped one.
+
+``H`` runs once per step on every statistic it scores in every row (the old path ran it three times).
 Run: ``.venv/bin/python benchmarks/bench_step.py [--genes 15077] [--steps 100]``.
 """
 
@@ -12,20 +24,44 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from perturbscore.data import EpisodeSampler, Screen, draw_rows
 from perturbscore.datasets import simulate_screen
 from perturbscore.io import read_screen
-from perturbscore.train import StatisticModule, build_net, model_config_for, preset, split_perturbations
+from perturbscore.pp import embed
+from perturbscore.train import (
+    REC_REFIT_EVERY,
+    StatisticModule,
+    build_net,
+    fit_feature_basis,
+    fit_front_end,
+    front_end_inputs,
+    make_sampler,
+    model_config_for,
+    preset,
+    schedule_of,
+    split_perturbations,
+)
 
-# Training's own set-up, so that the timed step is the shipped one; not exported by perturbscore.train yet.
-from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
-from perturbscore.train._loop import fit_feature_basis
+CACHE = Path("/tmp/perturbscore-bench")
 
 
-def timeit(fn, n: int = 100) -> float:  # noqa: ANN001
+class LoopSampler(EpisodeSampler):
+    """The sampler as it was: each perturbation's cells drawn in a Python loop (:func:`draw_rows`)."""
+
+    def draw_rows(self, k, rng, subset=None, *, window=None):  # noqa: ANN001, ANN201, D102
+        index = self.cell_index if subset is None else [self.cell_index[i] for i in subset]
+        return draw_rows(
+            index, k, rng, replace_small=self.replace_small, window=self.window if window is None else window
+        )
+
+
+def timeit(fn: Callable[[], object], n: int = 100) -> float:
     """Median ms of ``n`` calls after a warm-up (the median: this shared VM's timings have outliers)."""
     fn()
     times = []
@@ -36,7 +72,8 @@ def timeit(fn, n: int = 100) -> float:  # noqa: ANN001
     return float(np.median(times)) * 1e3
 
 
-def floor(screen, rng: np.random.Generator) -> float:  # noqa: ANN001
+def floor(screen: Screen, rng: np.random.Generator) -> float:
+    """Gather 640 CSR rows, ``X W^T`` and ``X^T dY`` (f's raw work per step on genes)."""
     w = np.random.default_rng(0).standard_normal((10, screen.n_genes)).astype(np.float32)
     kos = [screen.cell_index[i] for i in range(min(64, len(screen.cell_index)))]
 
@@ -49,29 +86,69 @@ def floor(screen, rng: np.random.Generator) -> float:  # noqa: ANN001
     return timeit(work)
 
 
-def step_parts(screen, name: str, rng: np.random.Generator, n_steps: int, **overrides) -> dict[str, np.ndarray]:  # noqa: ANN001, ANN003
+def dense_floor(screen: Screen) -> tuple[float, str]:
+    """The default model's own dense work per step, forward and backward: ``G`` and ``H`` on the step's shapes.
+
+    ``G`` on the three sets of means a step pools (the sampled cells', the reference sample's, the detached
+    ones for the stability loss) and ``H`` on every (perturbation, target) pair it scores (the statistic, ``G``'s
+    part alone, ``T``'s predictions): no sampling, front end, ``f``, ``T`` fit or losses.
+    """
+    n_train = min(64, len(screen.knockouts)) - 1
+    cfg, over = preset("default", k_min=10, k_max=10, n_train=n_train, n_val=1)
+    net = build_net(model_config_for(screen, cfg, **over), seed=0)
+    gen = torch.Generator().manual_seed(0)
+    P, C, T = n_train, screen.n_states, cfg.targets_per_perturbation
+    m1 = net.config.n_programs
+    means = torch.cat([torch.rand(3 * P, m1, generator=gen) * 2 - 1, torch.full((3 * P, C), 1.0 / C)], dim=1)
+    targets = torch.softmax(torch.randn(P, T, C, generator=gen), -1)
+    lk = torch.full((P,), float(np.log1p(10)))
+
+    def work() -> None:
+        stat, _, rec = net.pool(means).split(P)  # (P, m2 + C) each
+        dists, _ = net.distances([(stat, targets, lk), (net.mixed(stat), targets, lk), (rec, targets, lk * 0)])
+        sum(d.sum() for d in dists).backward()
+
+    return timeit(work), f"G on {3 * P} sets + H on {3 * P * T:,} pairs"
+
+
+def step_parts(
+    screen: Screen, name: str, rng: np.random.Generator, n_steps: int, *, path: str = "new", refit_every: int = 1,
+    **overrides: object,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Time ``n_steps`` steps of preset ``name``; ``path``: ``"new"``, ``"projected"`` or ``"cached"`` (old)."""
     n_train = min(64, len(screen.knockouts)) - 1
     cfg, over = preset(name, k_min=10, k_max=10, n_train=n_train, n_val=1, **overrides)
     mcfg = model_config_for(screen, cfg, **over)
     split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
     net = build_net(mcfg, seed=0)
-    fit_front_end(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
+    if path == "new":
+        take, _ = front_end_inputs(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
+    else:
+        fit_front_end(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
+        take = lambda rows: net.front.transform(screen.rows.take(rows))  # noqa: E731 - per-step projection
+        if path == "cached" and net.front.kind == "pca":
+            cache = np.concatenate([take(np.arange(s, min(screen.n_cells, s + 8192))).numpy()
+                                    for s in range(0, screen.n_cells, 8192)])  # fmt: skip
+            take = lambda rows: torch.from_numpy(cache[rows])  # noqa: E731
     if cfg.use_recognizer:
         fit_feature_basis(net, screen, cfg)  # as in training: T reads the all-gene basis (the default preset)
-    take = input_taker(net.front, screen)
-    pool = screen.proportions
-    sampler = make_sampler(screen, split.train, take, config=cfg, target_pool=pool, schedule=schedule_of(cfg),
-                           target_noise=0.05, features=cfg.use_recognizer)  # fmt: skip
-    module = StatisticModule(net, cfg)
+    sampler = make_sampler(screen, split.train, take, config=cfg, target_pool=screen.proportions,
+                           schedule=schedule_of(cfg), target_noise=0.05, features=cfg.use_recognizer)  # fmt: skip
+    if path != "new":
+        sampler.__class__ = LoopSampler
+    module = StatisticModule(net, cfg, rec_refit_every=refit_every)
     module.on_fit_start()  # as in training: subnormals flushed to zero
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
+    if path != "new":  # the optimizer as it was
+        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
     parts: dict[str, list[float]] = {"sample+gather": [], "forward": [], "backward": [], "optimizer": []}
     for i in range(n_steps + 5):
         t0 = time.perf_counter()
         ep = sampler.sample(i, rng)
         t1 = time.perf_counter()
-        loss = module.compute(ep).total
+        loss = module.compute(ep, refit=i % refit_every == 0).total
         t2 = time.perf_counter()
         opt.zero_grad()
         loss.backward()
@@ -81,7 +158,46 @@ def step_parts(screen, name: str, rng: np.random.Generator, n_steps: int, **over
         if i >= 5:  # warm-up steps are not timed
             for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 parts[key].append(dt * 1e3)
+    module.on_fit_end()
     return {key: np.asarray(v) for key, v in parts.items()}
+
+
+def lightning_step(screen: Screen, n_steps: int) -> float:
+    """Milliseconds per step of the shipped default inside Lightning (``train_statistic``), second epoch only.
+
+    Two epochs of ``n_steps`` steps (1 validation episode each): the second epoch's wall time over its steps is
+    the step with Lightning's loop, hooks and logging around it (start-up excluded).
+    """
+    import logging
+    import tempfile
+
+    import pandas as pd
+
+    from perturbscore.train import train_statistic
+
+    n_train = min(64, len(screen.knockouts)) - 1
+    cfg, over = preset("default", k_min=10, k_max=10, n_train=n_train, n_val=1, max_steps=2 * n_steps,
+                       steps_per_epoch=n_steps, val_episodes=1, patience=100)  # fmt: skip
+    split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
+    logging.getLogger("perturbscore").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as run_dir:
+        train_statistic(screen, cfg, model_config_for(screen, cfg, **over), run_dir=Path(run_dir), split=split,
+                        progress=False)  # fmt: skip
+        m = pd.read_csv(Path(run_dir) / "metrics.csv")
+    wall, step = m["wall_s"].to_numpy(), m["step"].to_numpy()
+    return float((wall[1] - wall[0]) / (step[1] - step[0]) * 1e3)
+
+
+def load_screen(genes: int, unseen: int) -> tuple[Screen, str]:
+    """The simulated screen, written once to an ``.h5ad`` cache (its simulation takes a minute)."""
+    where = CACHE / f"challenge-{genes}-unseen{unseen}"
+    if not (where / "screen.h5ad").exists():
+        t = time.perf_counter()
+        simulate_screen(n_genes=genes, seed=0, n_unseen_genes=unseen).write(where, overwrite=True)
+        note = f"simulated in {time.perf_counter() - t:.0f} s"
+    else:
+        note = "read from the cache"
+    return read_screen(where / "screen.h5ad", features=where / "features.npz"), note
 
 
 def main() -> None:
@@ -91,24 +207,39 @@ def main() -> None:
     ap.add_argument("--unseen", type=int, default=2000, help="genes with features but no cells (T's basis)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    t = time.perf_counter()
-    sim = simulate_screen(n_genes=args.genes, seed=0, n_unseen_genes=args.unseen)
-    sim_s = time.perf_counter() - t
-    screen = read_screen(sim.adata, features=sim.features)
+    screen, note = load_screen(args.genes, args.unseen)
     rng = np.random.default_rng(0)
     fl = floor(screen, rng)
-    print(f"screen: {screen.n_cells} cells x {screen.n_genes} genes (simulated in {sim_s:.1f} s)")
+    print(f"screen: {screen.n_cells} cells x {screen.n_genes} genes ({note})")
+    t = time.perf_counter()
+    emb = embed(screen, n_train=min(64, len(screen.knockouts)) - 1, n_val=1)  # the default's front end, as below
+    print(f"one-off embedding pass (pp.embed, in memory): {time.perf_counter() - t:.2f} s "
+          f"(front end fitted in {emb.params['fit_seconds']:.2f} s; {emb.n_cells} cells projected in "
+          f"{emb.params['pass_seconds']:.2f} s)")  # fmt: skip
     print(f"floor (gather 640 rows + X W^T + X^T dY, scipy): {fl:.2f} ms")
-    print(f"medians over {args.steps} steps per preset (parts' medians need not add up to the step's)")
-    print("| preset | sample+gather ms | forward ms | backward ms | optimizer ms | step ms | step / floor |")
-    print("|---|---|---|---|---|---|---|")
-    runs = [("seed-baseline", {}), ("seed-full", {}), ("default", {}), ("default", {"logratio_weight": 0.0})]
-    for name, overrides in runs:  # the last: the default without its log-ratio geometry loss
-        p = step_parts(screen, name, rng, args.steps, **overrides)
+    dense, what = dense_floor(screen)
+    print(f"the default model's dense floor ({what}, forward + backward): {dense:.2f} ms")
+    print(f"medians over {args.steps} steps per row (parts' medians need not add up to the step's)")
+    print("| preset | path | sample+gather ms | forward ms | backward ms | optimizer ms | step ms | step / floor |")
+    print("|---|---|---|---|---|---|---|---|")
+    runs = [
+        ("default", "old path: per-step projection, T every step", {"path": "projected"}),
+        ("default", "old step on cached projection, T every step", {"path": "cached"}),
+        ("default", "stored embedding, T every step", {"refit_every": 1}),
+        ("default", f"stored embedding, T every {REC_REFIT_EVERY} steps (shipped)", {"refit_every": REC_REFIT_EVERY}),
+        ("seed-baseline", "raw genes, old step", {"path": "cached"}),
+        ("seed-baseline", "raw genes (shipped)", {}),
+        ("seed-full", "raw genes, old step", {"path": "cached"}),
+        ("seed-full", "raw genes (shipped)", {}),
+    ]
+    for name, label, kw in runs:
+        p = step_parts(screen, name, rng, args.steps, **kw)
         total = float(np.median(sum(p.values())))
         cells = " | ".join(f"{np.median(v):.2f}" for v in p.values())
-        label = name + "".join(f", {k}={v}" for k, v in overrides.items())
-        print(f"| {label} | {cells} | {total:.2f} | {total / fl:.1f}x |")
+        print(f"| {name} | {label} | {cells} | {total:.2f} | {total / fl:.2f}x |", flush=True)
+    ms = lightning_step(screen, args.steps)
+    print(f"| default | shipped, inside Lightning (train_statistic: loop, hooks, logging) | | | | | {ms:.2f} | "
+          f"{ms / fl:.2f}x |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
 
-import perturbscore  # noqa: E402
 import reference_gen  # noqa: E402
+
+import perturbscore  # noqa: E402
 
 # The API and CLI reference are generated from the code at every build.
 reference_gen.generate(HERE)
@@ -25,18 +26,20 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx_autodoc_typehints",
-    "sphinx.ext.mathjax",
     "sphinx_copybutton",
+    "hooks",
 ]
 
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
+# .rst first: autosummary writes its stub pages (reStructuredText) with the first suffix.
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 templates_path = ["_templates"]
-exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "_ext", "_templates", "results"]
+# results/ and _*.md are included into pages, not pages of their own.
+exclude_patterns = ["_build", "jupyter_execute", "**.ipynb_checkpoints", "_ext", "_templates", "results", "**/_*.md"]
 html_static_path = ["_static"]
 
 # MyST
-myst_enable_extensions = ["colon_fence", "dollarmath", "deflist", "attrs_inline"]
+myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 # Notebooks: executed at every build on a tiny simulated screen; any error fails the build.
@@ -48,7 +51,8 @@ nb_output_stderr = "remove"
 nb_merge_streams = True
 
 # API reference
-autosummary_generate = True
+# The generated namespace pages, named explicitly: a page new since the last build gets its stubs too.
+autosummary_generate = sorted(str(p.relative_to(HERE)) for p in (HERE / "reference" / "api").glob("*.md"))
 autosummary_imported_members = True
 autodoc_member_order = "bysource"
 autodoc_default_options = {"show-inheritance": False}
@@ -73,3 +77,5 @@ html_theme_options = {
     "use_download_button": True,
 }
 html_show_sourcelink = False
+# Keep "--option" and quotes as typed: the pages quote command lines.
+smartquotes = False

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import matplotlib
 
@@ -51,6 +52,71 @@ def _eval(model_mae2: float) -> dict:
         },
         "scatter": {"pred": [0.1, 0.3], "true": [0.12, 0.25]},
     }
+
+
+def _help(command: str, capsys, monkeypatch) -> str:
+    from perturbscore.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main([command, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+def _commands():
+    import typer
+
+    import perturbscore.cli  # noqa: F401  registers every command
+
+    return typer.main.get_command(app).commands
+
+
+def _all_commands() -> list[str]:
+    import typer
+
+    import perturbscore.cli as cli  # noqa: F401  registers every command
+
+    return sorted(typer.main.get_command(cli.app).commands)
+
+
+@pytest.mark.parametrize("command", _all_commands())
+def test_help_readable_at_80_columns(command, capsys, monkeypatch):
+    """Every option's full name, no line over 80 characters, no cut names and no type column for flags."""
+    text = _help(command, capsys, monkeypatch)
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "…" not in text
+    assert "<bool>" not in text
+    for param in _commands()[command].params:
+        for opt in [*param.opts, *param.secondary_opts]:
+            if opt.startswith("--"):
+                assert opt in text, f"{opt} missing from `{command} --help`"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "score", "programs", "report", "demo"])
+def test_help_shows_defaults(command, capsys, monkeypatch):
+    """Each option that takes a value says its default (a flag's is off; a required one says so)."""
+    options = _help(command, capsys, monkeypatch).split("Options:", 1)[1]
+    blocks = {m.group(1): " ".join(m.group(2).split()) for m in re.finditer(r"^  (--[\w-]+)(.*?)(?=^  -|\Z)", options, re.M | re.S)}  # fmt: skip
+    for param in _commands()[command].params:
+        if getattr(param, "is_flag", False) or param.param_type_name == "argument" or param.required:
+            continue
+        name = param.opts[0]
+        assert "[default:" in blocks[name], f"`{command} --help`: {name} shows no default: {blocks[name]!r}"
+
+
+def test_score_help_spells_out_targets_and_quoting(capsys, monkeypatch):
+    text = _help("score", capsys, monkeypatch)
+    for form in ("progenitor=0.6,cycling=0.4", "mine:progenitor=0.6", "ctrl:control", "'terminal", "exhausted=1'",
+                 "terminal_exhausted=1", "'cycling>=0.05'"):  # fmt: skip
+        assert form in text, form
+
+
+def test_one_kind_of_progress_display():
+    """The CLI prints plain status lines: no rich spinner or progress bar beside the tqdm bars of the library."""
+    root = Path(__file__).resolve().parents[1] / "src" / "perturbscore"
+    for path in root.rglob("*.py"):
+        source = path.read_text()
+        assert "console.status(" not in source, path
+        assert "rich.progress" not in source, path
 
 
 def test_help():
@@ -146,3 +212,44 @@ def test_check_report(tmp_path):
     broken.write_text('<html><body><img src="data:image/png;base64,R0lGODlh"></body></html>')
     with pytest.raises(RunError, match="not a PNG"):
         check_report(broken)
+
+
+def test_demo_scores_each_preset_target_with_its_own_constraint(trained, tmp_path):
+    """progenitor brings cycling>=0.05; control brings none (it used to get progenitor's too)."""
+    from perturbscore.cli._demo import _score
+    from perturbscore.io import read_screen
+    from perturbscore.model import PerturbScoreModel
+    from perturbscore.tl import read_scores
+
+    data, run = trained
+    model = PerturbScoreModel.load(run)
+    _score(model, read_screen(data / "screen.h5ad", states=list(model.states)), tmp_path)
+    df = read_scores(tmp_path / "scores.csv")
+    by_target = df.groupby("target", sort=False)["constraint"].first().to_dict()
+    assert by_target == {"progenitor": "cycling>=0.05", "control": "none"}
+    assert df.attrs["params"]["targets"]["control"]["constraints"] == []
+    assert (tmp_path / "scores.json").is_file()
+
+
+def test_score_leaves_sequence_rows_unranked_with_a_visible_warning(trained, run):
+    """The run's evaluation found the sequence path worse than the training mean: flagged, unranked, said so."""
+    from perturbscore.tl import read_scores
+
+    data, _ = trained
+    (run / "eval.json").write_text(json.dumps({
+        "models": {"perturbscore": {"mae_sequence": [0.2]}}, "baselines": {"train_mean": {"mae_sequence": [0.1]}},
+    }))  # fmt: skip
+    args = ["score", str(run), "--screen", str(data / "screen.h5ad"), "--features", str(data / "features.npz"),
+            "--target", "progenitor=1", "--n-boot", "5", "--no-progress"]  # fmt: skip
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "warning:" in text
+    assert "genes scored from sequence alone are not ranked" in text
+    assert "(error 0.200 vs 0.100)" in text
+    df = read_scores(run / "scores.csv")
+    seq = df[df["source"] == "sequence"]
+    assert len(seq)
+    assert seq["rank"].isna().all()
+    assert seq["flag"].str.startswith("not ranked").all()
+    assert df.attrs["params"]["sequence"]["ranking"] == "unranked"

@@ -102,7 +102,9 @@ def problems(result: dict) -> list[str]:
     """Every hidden column, table that scrolls sideways, or sideways scroll of the page, as sentences."""
     out = []
     if result["page_scroll_width"] > result["viewport"] + 1:
-        out.append(f"the page scrolls sideways: {result['page_scroll_width']} px wide in a {result['viewport']} px window")
+        out.append(
+            f"the page scrolls sideways: {result['page_scroll_width']} px wide in a {result['viewport']} px window"
+        )
     for t in result["tables"]:
         where = t["where"] or f"table {t['index'] + 1}"
         if t["box_scroll_width"] > t["box_client_width"] + 1:

@@ -15,6 +15,7 @@ from typing import Any
 
 #: Documented namespaces, in reading order: (module, section on the reference index, one-line purpose).
 NAMESPACES: tuple[tuple[str, str, str], ...] = (
+    ("pp", "Analysis", "preprocessing: each cell's front-end coordinates, computed once and stored"),
     ("tl", "Analysis", "fit, evaluate, score knockouts against targets, interpret programs"),
     ("pl", "Analysis", "plots (each returns a matplotlib Figure)"),
     ("io", "Input and output", "read and validate screens, features, targets and gene sets"),
@@ -28,6 +29,21 @@ NAMESPACES: tuple[tuple[str, str, str], ...] = (
     ("train", "Building blocks", "training configuration, presets and loop"),
 )
 PACKAGE = "perturbscore"
+OTHER = "Other namespaces"
+
+
+def namespaces() -> list[tuple[str, str, str]]:
+    """Return :data:`NAMESPACES`, then any other public subpackage (its docstring's first line as purpose)."""
+    import pkgutil
+
+    package = importlib.import_module(PACKAGE)
+    known = {name for name, _, _ in NAMESPACES}
+    extra = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg and not info.name.startswith("_") and info.name != "cli" and info.name not in known:
+            doc = (importlib.import_module(f"{PACKAGE}.{info.name}").__doc__ or "").strip().split("\n")[0]
+            extra.append((info.name, OTHER, doc.rstrip(".") or info.name))
+    return [*NAMESPACES, *sorted(extra)]
 
 
 @dataclass
@@ -48,7 +64,7 @@ def _kind(obj: Any) -> str:
 
 
 def _home(obj: Any) -> str | None:
-    """The namespace whose private modules define ``obj`` (``perturbscore.model._fit`` -> ``model``)."""
+    """Return the namespace whose private modules define ``obj`` (``perturbscore.model._fit`` -> ``model``)."""
     module = getattr(obj, "__module__", None) if _kind(obj) != "data" else None
     if not module or not module.startswith(PACKAGE + "."):
         return None
@@ -57,12 +73,13 @@ def _home(obj: Any) -> str | None:
 
 def collect() -> list[Namespace]:
     """Each namespace's public names, each object documented once (in its home namespace), linked elsewhere."""
-    modules = {name: importlib.import_module(f"{PACKAGE}.{name}") for name, _, _ in NAMESPACES}
+    spaces = namespaces()
+    modules = {name: importlib.import_module(f"{PACKAGE}.{name}") for name, _, _ in spaces}
     exported = {name: list(getattr(mod, "__all__", ())) for name, mod in modules.items()}
     owner: dict[int, str] = {}  # id(obj) -> full name where it is documented
     # First pass: objects in their home namespace; second: the rest, in reading order.
     for home_pass in (True, False):
-        for name, _, _ in NAMESPACES:
+        for name, _, _ in spaces:
             for attr in exported[name]:
                 obj = getattr(modules[name], attr)
                 if _kind(obj) == "data" or id(obj) in owner:
@@ -70,7 +87,7 @@ def collect() -> list[Namespace]:
                 if home_pass == (_home(obj) == name):
                     owner[id(obj)] = f"{PACKAGE}.{name}.{attr}"
     pages = []
-    for name, _, _ in NAMESPACES:
+    for name, _, _ in spaces:
         page = Namespace(name)
         for attr in exported[name]:
             obj = getattr(modules[name], attr)
@@ -87,8 +104,61 @@ def collect() -> list[Namespace]:
 _HEADINGS = {"function": "Functions", "class": "Classes", "exception": "Exceptions", "data": "Constants"}
 
 
+def _attr_doc(module: Any, name: str) -> list[str]:
+    """Return the ``#:`` comment of ``name``: in the namespace's own modules first, then anywhere in the package."""
+    import pkgutil
+
+    from sphinx.pycode import ModuleAnalyzer
+
+    package = importlib.import_module(PACKAGE)
+    own = [module.__name__] + [
+        info.name for info in pkgutil.walk_packages(getattr(module, "__path__", []), prefix=module.__name__ + ".")
+    ]
+    everywhere = [  # never the command line's modules: importing __main__ would run it
+        info.name
+        for info in pkgutil.walk_packages(package.__path__, prefix=PACKAGE + ".")
+        if not {"__main__", "cli"} & set(info.name.split("."))
+    ]
+    for modname in [*own, *everywhere]:
+        try:
+            docs = ModuleAnalyzer.for_module(modname).find_attr_docs()
+        except Exception:  # noqa: BLE001  (a module without source: nothing to find there)
+            continue
+        if ("", name) in docs:
+            return [line for line in docs[("", name)] if line is not None]
+    return []
+
+
+def _describe(value: Any) -> list[str]:
+    """Return a generated one-line description of a constant that has no ``#:`` comment."""
+    from collections.abc import Mapping
+
+    kind = type(value).__name__
+    if isinstance(value, Mapping):
+        keys = ", ".join(f"``{k!r}``" for k in list(value)[:8]) + (", ..." if len(value) > 8 else "")
+        return [f"A ``{kind}`` of {len(value)} entries: {keys}."]
+    if isinstance(value, tuple | list | set | frozenset):
+        return [f"A ``{kind}`` of {len(value)} items."]
+    return [f"A ``{kind}``."]
+
+
+def _constant(module: Any, name: str) -> list[str]:
+    """Return a ``py:data`` entry: the constant's ``#:`` comment, and its value when it is short."""
+    obj = getattr(module, name)
+    value = repr(obj)
+    lines = [f".. py:data:: {name}"]
+    short = len(value) <= 80 and "\n" not in value
+    if short:
+        lines.append(f"   :value: {value}")
+    lines.append("")
+    doc = _attr_doc(module, name) or ([] if short else _describe(obj))
+    lines += [f"   {line}" if line else "" for line in doc]
+    return [*lines, ""]
+
+
 def _api_page(page: Namespace, purpose: str) -> str:
     mod = f"{PACKAGE}.{page.name}"
+    module = importlib.import_module(mod)
     lines = [
         f"# `{mod}`",
         "",
@@ -102,22 +172,36 @@ def _api_page(page: Namespace, purpose: str) -> str:
         "```",
         "",
     ]
-    for kind in ("function", "class", "exception", "data"):
+    for kind in ("function", "class", "exception"):
         names = page.documented.get(kind)
         if not names:
             continue
         lines += [f"## {_HEADINGS[kind]}", "", "```{eval-rst}", ".. autosummary::", "   :toctree: ../generated", ""]
         lines += [f"   {n}" for n in sorted(names, key=str.lower)]
         lines += ["```", ""]
+    if page.documented.get("data"):
+        lines += [f"## {_HEADINGS['data']}", "", "```{eval-rst}", f".. currentmodule:: {mod}", ""]
+        for name in sorted(page.documented["data"], key=str.lower):
+            lines += _constant(module, name)
+        lines += ["```", ""]
     if page.aliases:
-        lines += ["## Also available here", "", "The same objects, documented where they are defined:", ""]
-        lines += [f"- `{mod}.{attr}` is {{obj}}`{full}`" for attr, full in page.aliases]
-        lines.append("")
+        lines += ["## Also available here", "", "The same objects as elsewhere, under this namespace too:", ""]
+        lines += ["```{eval-rst}", f".. currentmodule:: {mod}", ""]
+        for attr, full in page.aliases:
+            role = "class" if inspect.isclass(getattr(module, attr)) else "function"
+            lines += [
+                f".. py:{role}:: {attr}",
+                "   :no-contents-entry:",
+                "",
+                f"   The same as :{'class' if role == 'class' else 'func'}:`{full}`.",
+                "",
+            ]
+        lines += ["```", ""]
     return "\n".join(lines)
 
 
 def _api_index(pages: list[Namespace]) -> str:
-    purposes = {name: (section, purpose) for name, section, purpose in NAMESPACES}
+    purposes = {name: (section, purpose) for name, section, purpose in namespaces()}
     lines = [
         "# Python API",
         "",
@@ -143,7 +227,11 @@ def _api_index(pages: list[Namespace]) -> str:
 
 
 def _cell(text: str) -> str:
-    return " ".join(str(text).split()).replace("|", "\\|")
+    """Return one line of help text for a table cell: pipes escaped, and ``*`` and ``<`` outside code spans."""
+    parts = " ".join(str(text).split()).replace("|", "\\|").split("`")
+    for i in range(0, len(parts), 2):  # even parts lie outside backtick code spans
+        parts[i] = parts[i].replace("*", "\\*").replace("<", "\\<")
+    return "`".join(parts)
 
 
 def _flags(param: Any) -> str:
@@ -159,7 +247,7 @@ _TYPE_NAMES = {"Path": "path", "int": "integer", "float": "number", "str": "text
 
 
 def _type(param: Any) -> str:
-    """A short type name from click's ``type`` or, for typer's own parameter classes, the annotation."""
+    """Return a short type name from click's ``type`` or, for typer's own parameter classes, the annotation."""
     if getattr(param, "is_flag", False):
         return "flag"
     click_type = getattr(param, "type", None)
@@ -205,7 +293,7 @@ def _usage(prog: str, cmd: Any) -> str:
 
 
 def cli_page() -> str:
-    """The CLI reference as MyST markdown, from the typer app's command tree."""
+    """Return the CLI reference as MyST markdown, from the typer app's command tree."""
     import typer.main
 
     from perturbscore.cli import app
@@ -258,15 +346,43 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+def panel_section(docs: Path) -> str:
+    """Return the evaluation page's panel section: the table ``make panel`` wrote, or how to make it."""
+    intro = (
+        "`make panel` trains the default with three seeds on each screen of a panel of simulated screens that "
+        "differ in where the signal lies (strong or no sequence signal, strong or no state shifts, a "
+        "15,077-gene screen, clean labels) and evaluates every baseline beside it"
+    )
+    if not (docs / "results" / "panel.md").is_file():
+        return f"## Across screens\n\n{intro}; its table appears here once `make panel` has been run.\n"
+    return (
+        f"## Across screens\n\n{intro}. It writes the table below to `docs/results/panel.md` (raw numbers in "
+        "`panel.json`); the table's first lines say how it was measured.\n\n"
+        "```{include} ../results/panel.md\n:heading-offset: 2\n```\n"
+    )
+
+
 def generate(docs: Path) -> None:
     """Write ``reference/api/*.md`` and ``reference/cli.md`` under ``docs``."""
     pages = collect()
-    purposes = {name: purpose for name, _, purpose in NAMESPACES}
+    purposes = {name: purpose for name, _, purpose in namespaces()}
     api = docs / "reference" / "api"
     for page in pages:
         _write(api / f"{page.name}.md", _api_page(page, purposes[page.name]))
     _write(api / "index.md", _api_index(pages))
+    # autosummary writes a stub per documented function and class; drop those of names no longer public
+    expected = {
+        f"{PACKAGE}.{page.name}.{attr}"
+        for page in pages
+        for kind, names in page.documented.items()
+        if kind != "data"
+        for attr in names
+    }
+    for stub in (docs / "reference" / "generated").glob("*.*"):
+        if stub.stem not in expected:
+            stub.unlink()
     stale = {p.name for p in api.glob("*.md")} - {f"{p.name}.md" for p in pages} - {"index.md"}
     for name in stale:
         (api / name).unlink()
     _write(docs / "reference" / "cli.md", cli_page())
+    _write(docs / "explanation" / "_panel.md", panel_section(docs))

@@ -1,7 +1,8 @@
 """perturbscore: learned robust statistics for scoring perturbations in CRISPR single-cell screens.
 
 Namespaces follow scverse habits, bottom to top: :mod:`~perturbscore.io` (read and validate screens, features,
-targets, gene sets), :mod:`~perturbscore.datasets` (simulated screens), :mod:`~perturbscore.featurize` (gene
+targets, gene sets), :mod:`~perturbscore.datasets` (simulated screens), :mod:`~perturbscore.pp` (every cell's
+front-end coordinates, computed once), :mod:`~perturbscore.featurize` (gene
 features from sequence), :mod:`~perturbscore.data` (screens and sampling), :mod:`~perturbscore.nn` (the PyTorch
 modules), :mod:`~perturbscore.train`, :mod:`~perturbscore.model` (the fitted model), :mod:`~perturbscore.evaluation`
 (metrics, baselines, paired evaluation), :mod:`~perturbscore.tl` (fit, evaluate, score, interpret),
@@ -15,10 +16,10 @@ __version__ = "0.1.0"
 import importlib
 from types import ModuleType
 
-__all__ = ["__version__", "datasets", "evaluation", "featurize", "io", "model", "pl", "report", "tl"]
+__all__ = ["__version__", "datasets", "evaluation", "featurize", "io", "model", "pl", "pp", "report", "tl"]
 #: Subpackages imported on first use (PEP 562): ``perturbscore --help`` need not load PyTorch or Lightning.
 _LAZY = frozenset(
-    {"cli", "data", "datasets", "evaluation", "featurize", "io", "model", "nn", "pl", "report", "tl", "train"}
+    {"cli", "data", "datasets", "evaluation", "featurize", "io", "model", "nn", "pl", "pp", "report", "tl", "train"}
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from perturbscore.data import EpisodeSampler, KSchedule, draw_rows, sample_targets, tv
 
@@ -141,3 +142,57 @@ def test_perturbations_per_step_batches_consistent_episodes(medium_screen) -> No
             )
         chosen |= set(ep.perturbation.tolist())
     assert len(chosen) > 15  # different perturbations on different steps
+
+
+# -- drawing every perturbation's cells at once (the sampler's path without windows) ---------------------------
+def test_draw_rows_at_once_matches_draw_rows_cases() -> None:
+    from perturbscore.data._sampling import draw_rows_at_once
+
+    sizes = np.array([3, 10, 30, 500, 8])  # short, all, dense (k > half), sparse, short
+    index = [np.arange(s) + 1000 * i for i, s in enumerate(sizes)]
+    flat, starts = np.concatenate(index), np.r_[0, np.cumsum(sizes)[:-1]]
+    k = np.array([5, 10, 20, 40, 12])
+    for replace in (True, False):
+        rows, used = draw_rows_at_once(flat, starts, sizes, k, np.random.default_rng(0), replace_small=replace)
+        _, used_loop = draw_rows(index, k, np.random.default_rng(0), replace_small=replace)
+        np.testing.assert_array_equal(used, used_loop)
+        seg = np.repeat(np.arange(len(k)), used)
+        for p, ix in enumerate(index):
+            got = rows[seg == p]
+            assert np.isin(got, ix).all()
+            if sizes[p] >= k[p]:
+                assert len(np.unique(got)) == k[p]  # without replacement
+        np.testing.assert_array_equal(np.sort(rows[seg == 1]), index[1])  # k == size: every cell
+
+
+def test_draw_rows_at_once_is_uniform_over_subsets() -> None:
+    from perturbscore.data._sampling import draw_rows_at_once
+
+    rng = np.random.default_rng(1)
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(6000):  # 2 of 6 cells (sparse: redrawn repeats): 15 subsets, ~400 each
+        rows, _ = draw_rows_at_once(np.arange(6), np.array([0]), np.array([6]), np.array([2]), rng)
+        key = tuple(sorted(rows.tolist()))
+        counts[key] = counts.get(key, 0) + 1
+    assert len(counts) == 15
+    assert max(counts.values()) < 1.25 * 400
+    assert min(counts.values()) > 0.75 * 400
+
+
+def test_sampler_draws_without_windows_at_once() -> None:
+    """The sampler gives each perturbation k distinct cells of its own (the at-once path), and leaves scratch clean."""
+    rng = np.random.default_rng(0)
+    index = [np.arange(i * 100, i * 100 + 60 + 10 * i) for i in range(5)]
+    sampler = EpisodeSampler(
+        lambda rows: torch.from_numpy(np.asarray(rows, dtype=np.float32)[:, None]),
+        cell_index=index, state_codes=np.zeros(1000, dtype=np.int64), proportions=np.full((5, 2), 0.5),
+        perturbation_ids=np.arange(5), target_pool=np.full((5, 2), 0.5), schedule=KSchedule(8, 8),
+        reference_k=40,
+    )  # fmt: skip
+    ep = sampler.sample(0, rng)
+    rows = ep.inputs[:, 0].numpy().astype(np.int64)
+    for p, ix in enumerate(index):
+        got = rows[ep.segments.numpy() == p]
+        assert len(np.unique(got)) == len(got) == 8
+        assert np.isin(got, ix).all()
+    assert (sampler._owner == -1).all()

@@ -12,8 +12,7 @@ from sklearn.neighbors import NearestCentroid
 
 from perturbscore._constants import CHALLENGE_STATES, KEYS
 from perturbscore._errors import InputError
-from perturbscore.datasets import simulate_screen
-from perturbscore.datasets._simulate import SCREEN_PANEL
+from perturbscore.datasets import SCREEN_PANEL, simulate_screen
 
 STATES = list(CHALLENGE_STATES)
 CELLS = {"n_genes": 400, "n_knockouts": 24, "n_cells": 6_000, "feature_dim": 8, "n_windows": 8, "seed": 5}
@@ -141,3 +140,9 @@ def test_panel_settings_are_simulator_arguments():
     assert SCREEN_PANEL["default"] == {}
     for name, kwargs in SCREEN_PANEL.items():
         assert set(kwargs) <= accepted, name
+    # the panel ``reproduce --panel`` runs: every screen is a simulator setting, one of them genome-sized
+    from perturbscore.evaluation import PANEL_SCREENS
+
+    assert set(PANEL_SCREENS) <= set(SCREEN_PANEL)
+    assert len(PANEL_SCREENS) >= 5
+    assert any(SCREEN_PANEL[n].get("n_genes", 0) >= 15_000 for n in PANEL_SCREENS)

@@ -37,7 +37,7 @@ def _split(counts: np.ndarray, seed: int = 123) -> tuple[np.ndarray, np.ndarray]
 
 
 def test_registry_names() -> None:
-    assert set(BASELINES) == {"empirical", "shrunk", "train_mean", "ridge", "pcr", "knn", "oracle"}
+    assert set(BASELINES) == {"empirical", "shrunk", "empirical_bayes", "train_mean", "ridge", "pcr", "knn", "oracle"}
     assert all(cls.name == name for name, cls in BASELINES.items())
 
 

@@ -119,8 +119,8 @@ def test_preset_against_other_state_order():
 
 def test_resolve_named_and_bare():
     got = resolve_targets(["stem:progenitor=1", "effector=1", "cycling=1"], S)
-    assert list(got) == ["stem", "target2", "target3"]
-    np.testing.assert_allclose(got["target3"], [0, 0, 0, 1, 0])
+    assert list(got) == ["stem", "effector 100%", "cycling 100%"]  # unnamed: after their dominant states
+    np.testing.assert_allclose(got["cycling 100%"], [0, 0, 0, 1, 0])
     with pytest.raises(InputError, match="'x' is used twice"):
         resolve_targets(["x:progenitor=1", "x:effector=1"], S)
 

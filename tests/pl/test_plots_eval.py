@@ -147,8 +147,10 @@ def test_plot_mae_vs_k(results: dict) -> None:
     ax = fig.axes[0]
     assert ax.get_xscale() == "log"
     labels = ax.get_legend_handles_labels()[1]
-    assert any(lab.startswith("full model") for lab in labels)
-    assert {"shrunk empirical", "train mean, sequence only", "oracle (reference)"} <= set(labels)
+    assert "this model (with sequence)" in labels  # plain names, no internal model keys
+    assert {"observed labels, pulled to the average", "average training knockout (no cells)",
+            "true mix (simulation only)"} <= set(labels)  # fmt: skip
+    assert not any("seed" in lab or "T," in lab for lab in labels)
     with pytest.raises(InputError, match="content of eval.json"):
         pl.plot_mae_vs_k([1, 2])  # type: ignore[arg-type]
 
@@ -160,7 +162,7 @@ def test_plot_pred_vs_true_into_given_ax() -> None:
     true = rng.random(50) * 0.5
     out = pl.plot_pred_vs_true(true + 0.1, true, label="model", ax=ax)
     assert out is fig
-    assert "MAE 0.100" in ax.get_title()
+    assert "mean error 0.100" in ax.get_title()
     with pytest.raises(InputError, match="matching distances"):
         pl.plot_pred_vs_true([0.1], [0.1, 0.2])
 
@@ -180,3 +182,21 @@ def test_plot_ranking() -> None:
     assert [t.get_text() for t in ax.get_yticklabels()][-1] == "g29"  # lowest distance at the top
     with pytest.raises(InputError, match=r"lacks column\(s\) \['lo', 'hi'\]"):
         pl.plot_ranking(df.drop(columns=["lo", "hi"]))
+
+
+def test_plot_ranking_whiskers_only_where_an_interval_exists() -> None:
+    """Rows without an interval (sequence rows of one model) get no zero-width error caps."""
+    df = pd.DataFrame({"gene": ["a", "b", "c", "d"], "pred": [0.1, 0.2, 0.3, 0.4],
+                       "source": ["cells", "cells", "sequence", "sequence"]})  # fmt: skip
+    df["lo"] = [0.05, 0.15, np.nan, np.nan]
+    df["hi"] = [0.15, 0.25, np.nan, np.nan]
+    ax = pl.plot_ranking(df, title="target: progenitor 60% + cycling 40% " * 4).axes[0]
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 1
+    segments = bars[0].lines[2][0].get_segments()
+    assert len(segments) == 2  # the two cells rows only
+    assert all(abs(s[1][0] - s[0][0]) > 0 for s in segments)
+    title = ax.get_title()
+    assert "\n" in title  # wrapped, not clipped at the figure's edge
+    assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 9
+    assert ax.figure.get_figwidth() <= 10

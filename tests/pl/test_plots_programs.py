@@ -94,10 +94,35 @@ def test_plot_enrichment(loadings):
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert len(labels) == 5
-    assert labels[-1].endswith("| top")
-    assert labels[-1].startswith("p0 + ")
+    assert labels[-1].startswith("top  (")  # the gene set first, then where it was found
+    assert labels[-1].endswith("(p0 + preranked)") or labels[-1].endswith("(p0 + hypergeometric)")
     assert _render(fig).startswith(b"\x89PNG")
     empty = plot_enrichment(enr.iloc[0:0])
     assert empty.axes[0].texts[0].get_text() == "no enrichment results"
     with pytest.raises(InputError, match=r"missing column\(s\) \['q'\]"):
         plot_enrichment(enr.drop(columns="q"))
+
+
+def test_plots_legible_at_printed_size(loadings):
+    """Labels of at least 9 pt, figures at most 10 in wide (shown unscaled in the report), titles never clipped."""
+    from perturbscore.pl._save import _top_genes_grid
+
+    grid = _top_genes_grid(top_genes(pd.concat([loadings] * 4, axis=1, keys=range(4)).droplevel(0, axis=1)
+                                     .T.drop_duplicates().T, n=8))  # fmt: skip
+    assert grid.get_figwidth() <= 10
+    for ax in grid.axes:
+        if ax.get_yticklabels():
+            assert min(t.get_fontsize() for t in ax.get_yticklabels()) >= 9
+            assert len(ax.get_xticklabels()) <= 7  # few weight ticks: they cannot run into each other
+    wide = pd.DataFrame(np.random.default_rng(0).normal(size=(15, 5)), index=[f"stat_{i}" for i in range(15)],
+                        columns=["progenitor", "effector", "terminal exhausted", "cycling", "other"])  # fmt: skip
+    title = "knockout summary vs state share (Spearman across knockouts)"
+    ax = plot_heatmap(wide, title=title).axes[0]
+    assert ax.get_title().replace("\n", " ") == title
+    fig = ax.figure
+    fig.canvas.draw()
+    box = ax.title.get_window_extent()
+    assert box.x0 >= 0  # the whole title lies inside the figure
+    assert box.x1 <= fig.bbox.width + 1
+    assert ax.get_yticklabels()[0].get_text() == "summary 0"  # internal names made readable
+    assert min(t.get_fontsize() for t in ax.get_yticklabels() + ax.get_xticklabels()) >= 9

@@ -1,7 +1,7 @@
 """Bad input through the CLI: exit code != 0, one clear message naming the thing and the fix, no traceback,
 and nothing that existed before is changed. Cases with no CLI command yet go through the Python API.
 
-The catalogue (message and fix of every case) is in docs/reliability.md.
+The catalogue (message and fix of every case) is in docs/reference/input-errors.md.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def make_adata(cells: dict[str, int] | None = None, *, n_genes: int = 30, seed: 
     lognorm.data = np.log1p(lognorm.data)
     state = pd.Categorical(rng.choice(CHALLENGE_STATES, size=n), categories=list(CHALLENGE_STATES))
     obs = pd.DataFrame({"condition": condition, "state": state}, index=[f"cell{i}" for i in range(n)])
+    obs["lane"] = np.where(np.arange(n) % 2 == 0, "lane1", "lane2")  # another categorical column: not the states
     var = pd.DataFrame(index=[f"gene{j}" for j in range(n_genes)])
     return ad.AnnData(X=lognorm, obs=obs, var=var, layers={"rawcounts": counts, "lognorm": lognorm.copy()})
 
@@ -100,6 +101,11 @@ class Workspace:
     def out(self) -> str:
         return str(self.root / "runs" / "new")
 
+    @property
+    def scored_run(self) -> Path:
+        """A run holding a saved (untrained) model of the screen's 30 genes and 5 states."""
+        return self.root / "runs" / "scored"
+
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Workspace:
@@ -114,6 +120,7 @@ def ws(tmp_path: Path) -> Workspace:
     w.user_dir.mkdir()
     (w.user_dir / "notes.txt").write_text("my notes\n")
     (w.user_dir / "scores.csv").write_text("gene,score\nA,1\n")  # a file name a run also writes
+    small_model(tuple(CHALLENGE_STATES)).save(w.scored_run / "model")
     return w
 
 
@@ -132,15 +139,24 @@ def train_args(ws: Workspace, *extra: str, screen: Path | None = None) -> list[s
 # Each case prepares its input and returns the CLI arguments; ``needles`` must all appear in the message
 # (case-insensitive): the thing that is wrong, and the option or action that fixes it.
 Case = Callable[[Workspace], list[str]]
-CASES: dict[str, tuple[Case, tuple[str, ...]]] = {}
+CASES: dict[str, tuple[Case, tuple[str, ...], tuple[str, ...]]] = {}
+#: Python-only advice that must never reach the command line.
+PYTHON_ADVICE = ("(Python:", "states=None", "state_key=", "perturbation_key=", "overwrite=True")
 
 
-def case(name: str, *needles: str) -> Callable[[Case], Case]:
+def case(name: str, *needles: str, absent: tuple[str, ...] = ()) -> Callable[[Case], Case]:
+    """Register a case: ``needles`` must all appear in the message, ``absent`` (and Python advice) must not."""
+
     def register(fn: Case) -> Case:
-        CASES[name] = (fn, needles)
+        CASES[name] = (fn, needles, absent)
         return fn
 
     return register
+
+
+def score_args(ws: Workspace, *extra: str) -> list[str]:
+    return ["score", str(ws.scored_run), "--screen", str(ws.screen), "--no-progress", "--n-boot", "2",
+            "--out", str(ws.root / "runs" / "new" / "scores.csv"), *extra]  # fmt: skip
 
 
 @case("perturbation-column-missing", "no perturbation column 'guide'", "'condition'", "--perturbation-key")
@@ -360,10 +376,88 @@ def _(ws: Workspace) -> list[str]:
     return ["train", str(ws.screen), "--out", str(ws.user_dir / "notes.txt"), "--no-progress", "--max-steps", "2"]
 
 
+# -- mistakes made at scoring time, and option or file checks that must come before any heavy reading ---------
+@case("score-state-name-with-space-unquoted", "'exhausted=1'", "looks like part of a target",
+      "--target 'terminal exhausted=1'", "terminal_exhausted=1", absent=("holds no saved model",))  # fmt: skip
+def _(ws: Workspace) -> list[str]:
+    return score_args(
+        ws, "--target", "terminal", "exhausted=1"
+    )  # what the shell makes of: --target terminal exhausted=1
+
+
+@case("score-target-neither-mix-nor-preset", "'terminal'", "neither state=fraction pairs nor a preset",
+      "quote the whole target", "'ctrl:control'")  # fmt: skip
+def _(ws: Workspace) -> list[str]:
+    return score_args(ws, "--target", "terminal")
+
+
+@case("score-state-key-of-other-states", "obs column 'lane'", "does not hold the states the model was trained on",
+      "'progenitor'", "--state-key")  # fmt: skip
+def _(ws: Workspace) -> list[str]:
+    return score_args(ws, "--target", "progenitor", "--state-key", "lane")
+
+
+@case("score-state-key-missing", "no state column 'cluster'", "--state-key", "'lane'")
+def _(ws: Workspace) -> list[str]:
+    return score_args(ws, "--target", "progenitor", "--state-key", "cluster")
+
+
+@case("score-control-missing", "control label 'NT' not found", "--control none", absent=("control=None",))
+def _(ws: Workspace) -> list[str]:
+    return score_args(ws, "--target", "progenitor", "--control", "NT")
+
+
+@case("score-run-missing", "holds no saved model", "perturbscore train")
+def _(ws: Workspace) -> list[str]:
+    return ["score", str(ws.root / "runs" / "typo"), "--screen", str(ws.screen), "--target", "progenitor"]
+
+
+@case("score-out-exists-checked-before-reading", "exists", "--overwrite", absent=("does not exist",))
+def _(ws: Workspace) -> list[str]:
+    (ws.root / "runs" / "new").mkdir(parents=True)
+    (ws.root / "runs" / "new" / "scores.csv").write_text("target,gene\n")
+    return score_args(ws, "--target", "progenitor", "--screen", str(ws.root / "no_such_screen.h5ad"))
+
+
+@case("score-features-missing-checked-before-reading", "--features", "does not exist", "typo.npz")
+def _(ws: Workspace) -> list[str]:
+    return score_args(ws, "--target", "progenitor", "--features", str(ws.root / "typo.npz"))
+
+
+@case("score-constraint-unparsable", "cannot parse constraint 'cycling>'", "'cycling>=0.05'", "quote")
+def _(ws: Workspace) -> list[str]:
+    return score_args(ws, "--target", "progenitor", "--constraint", "cycling>")
+
+
+@case("score-sequence-ranking-unknown", "--sequence-ranking 'maybe'", "auto, together or unranked")
+def _(ws: Workspace) -> list[str]:
+    return score_args(ws, "--target", "progenitor", "--sequence-ranking", "maybe")
+
+
+@case("train-into-existing-run-refused-before-reading", "already holds a run", "--overwrite", "--resume",
+      absent=("truncated", "re-export"))  # fmt: skip
+def _(ws: Workspace) -> list[str]:
+    data = ws.screen.read_bytes()
+    (ws.root / "trunc.h5ad").write_bytes(data[: len(data) // 3])  # reading it would fail: the run check comes first
+    return ["train", str(ws.root / "trunc.h5ad"), "--out", str(ws.old_run), "--no-progress", "--max-steps", "2"]
+
+
+@case("train-features-missing-checked-before-reading", "--features", "does not exist", absent=("truncated",))
+def _(ws: Workspace) -> list[str]:
+    data = ws.screen.read_bytes()
+    (ws.root / "trunc.h5ad").write_bytes(data[: len(data) // 3])
+    return train_args(ws, "--features", str(ws.root / "typo.npz"), screen=ws.root / "trunc.h5ad")
+
+
+@case("programs-gene-sets-missing-checked-before-reading", "--gene-sets", "does not exist")
+def _(ws: Workspace) -> list[str]:
+    return ["programs", str(ws.scored_run), "--screen", str(ws.screen), "--gene-sets", str(ws.root / "typo.gmt")]
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_bad_input_cli(name: str, ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
     """Each bad input: exit 2, one message naming the problem and the fix, no traceback, no file touched."""
-    build, needles = CASES[name]
+    build, needles, absent = CASES[name]
     args = build(ws)
     before = snapshot(ws.root)
     rc, text = run_cli(args, capsys)
@@ -372,8 +466,25 @@ def test_bad_input_cli(name: str, ws: Workspace, capsys: pytest.CaptureFixture[s
     assert text.count("error:") == 1, text
     for needle in needles:
         assert needle.lower() in text.lower(), f"{needle!r} not in {text!r}"
+    for word in (*absent, *PYTHON_ADVICE):
+        assert word.lower() not in text.lower(), f"{word!r} in {text!r}"
     assert snapshot(ws.root) == before
     assert not (ws.root / "runs" / "new" / "config.json").exists()
+
+
+def test_named_preset_target_is_parsed(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--target ctrl:control`` (a preset under another name, as --help offers) scores; the file names it."""
+    from perturbscore.tl import read_scores
+
+    out = ws.root / "runs" / "new" / "scores.csv"
+    rc, text = run_cli(score_args(ws, "--target", "ctrl:control", "--target", "progenitor=0.6,cycling=0.4"), capsys)
+    assert rc == 0, text
+    df = read_scores(out)
+    assert list(dict.fromkeys(df["target"])) == ["ctrl", "progenitor 60% + cycling 40%"]
+    targets = df.attrs["params"]["targets"]
+    assert targets["ctrl"]["mix"]["cycling"] == pytest.approx(0.3921)
+    assert targets["ctrl"]["constraints"] == []
+    assert "ctrl" in text
 
 
 # Options whose values are checked by TrainConfig / preset(): today a ValueError with a traceback.
@@ -400,6 +511,15 @@ def test_bad_option_values(name: str, ws: Workspace, capsys: pytest.CaptureFixtu
     assert rc == 2
     assert "Traceback" not in text
     assert needle in text
+
+
+def test_cli_wording_keeps_flags_only() -> None:
+    """Messages shared with Python name both spellings; the command line keeps only the flag."""
+    from perturbscore.cli import cli_wording
+
+    assert cli_wording("Choose another with --state-key (Python: state_key=...).") == "Choose another with --state-key."
+    assert cli_wording("pass overwrite=True (--overwrite) or") == "pass --overwrite or"
+    assert cli_wording("pass small='drop' (--small drop) to drop them") == "pass --small drop to drop them"
 
 
 def test_bad_option_fails_before_the_screen_is_read(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:

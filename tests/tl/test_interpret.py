@@ -196,15 +196,21 @@ def test_save_run_plots(result, tmp_path, monkeypatch):
 
     monkeypatch.setattr(_save, "save_figure", spy)
     paths = save_run_plots(run, programs=result, eval_results=_eval_results(), dpi=40)
-    # each file holds its own table (no late-binding mix-ups between plots)
-    assert seen["program_activity_perturbation"][1] == list(result.activity_by_perturbation.index)
-    assert seen["program_activity_state"][1] == list(result.activity_by_state.index)
-    assert seen["stat_state_relation"][1] == list(result.stat_state_relation.index)
-    assert "per perturbation" in seen["program_activity_perturbation"][0]
-    assert seen["ranking"][1] == ["g1", "g2"]  # first target only, unranked g3 left out, closest at the top
-    assert seen["ranking"][0] == "target: A"
+
+    # each file holds its own table (no late-binding mix-ups between plots); tick labels are made readable
+    def readable(index):
+        return [str(i).replace("program_", "program ").replace("stat_", "summary ").replace("mix_", "mix: ")
+                for i in index]  # fmt: skip
+
+    assert seen["program_activity_perturbation"][1] == readable(result.activity_by_perturbation.index)
+    assert seen["program_activity_state"][1] == readable(result.activity_by_state.index)
+    assert seen["stat_state_relation"][1] == readable(result.stat_state_relation.index)
+    assert "per knockout" in seen["program_activity_perturbation"][0]
+    assert seen["ranking_1"][1] == ["g1", "g2"]  # unranked g3 left out, closest at the top
+    assert seen["ranking_1"][0] == "target: A"
+    assert seen["ranking_2"][1] == ["g1"]  # one ranking per target
     names = {p.name for p in paths}
-    assert names == {"training_curves.png", "mae_vs_k.png", "pred_vs_true.png", "ranking.png",
+    assert names == {"training_curves.png", "mae_vs_k.png", "pred_vs_true.png", "ranking_1.png", "ranking_2.png",
                      "program_activity_state.png", "program_activity_perturbation.png", "stat_state_relation.png",
                      "program_top_genes.png", "enrichment.png"}  # fmt: skip
     for p in paths:

@@ -47,9 +47,12 @@ def run_dir(screen, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def model(run_dir):
+    """The fitted model without its conformal calibration: these tests check the bootstrap and ensemble intervals."""
     from perturbscore.tl import PerturbScoreModel
 
-    return PerturbScoreModel.load(run_dir)
+    model = PerturbScoreModel.load(run_dir)
+    model.calibration = None
+    return model
 
 
 def _subscreen(screen: Screen, groups: dict[str, np.ndarray], codes: np.ndarray | None = None) -> Screen:
@@ -95,7 +98,9 @@ def test_rows_sources_and_columns(model, screen, sim):
     np.testing.assert_allclose(cells["empirical_distance"], 0.5 * np.abs(truth - q).sum(1))
     assert {f"pred_{s.replace(' ', '_')}" for s in model.states} <= set(df.columns)
     assert df.attrs["params"]["n_boot"] == 50
-    assert df.attrs["params"]["targets"]["flat"] == [0.2] * 5
+    assert df.attrs["params"]["targets"]["flat"]["mix"] == dict.fromkeys(model.states, 0.2)
+    assert (df.loc[df["target"] == "flat", "target_mix"] == ",".join(f"{s}=0.2" for s in model.states)).all()
+    assert (df["constraint"] == "none").all()
     both = score_perturbations(model, screen, targets={"prog": PROGENITOR_HEAVY}, n_boot=0, also_sequence=True, progress=False)  # fmt: skip
     # the screen's own features cover its knockouts and the genes without cells: all of them get sequence rows
     assert set(both.loc[both["source"] == "sequence", "gene"]) == set(screen.knockouts) | set(unseen)

@@ -30,10 +30,16 @@ def default_step():
     import numpy as np
 
     from perturbscore.datasets import synthetic_perturb_seq
-    from perturbscore.train import model_config_for, preset, split_perturbations
-    from perturbscore.train._data import fit_front_end, input_taker, make_sampler, schedule_of
-    from perturbscore.train._loop import build_net
-    from perturbscore.train._module import StatisticModule
+    from perturbscore.train import (
+        StatisticModule,
+        build_net,
+        front_end_inputs,
+        make_sampler,
+        model_config_for,
+        preset,
+        schedule_of,
+        split_perturbations,
+    )
 
     sim = synthetic_perturb_seq(seed=0)
     screen = read_screen(sim.adata, features=sim.features)
@@ -43,8 +49,8 @@ def default_step():
         cfg = replace(cfg, **overrides)
         net = build_net(model_config_for(screen, cfg, **over), seed=0)
         split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
-        fit_front_end(net.front, screen, split.train, n_cells=2000, seed=0)
-        sampler = make_sampler(screen, split.train, input_taker(net.front, screen), config=cfg,
+        take, _ = front_end_inputs(net.front, screen, split.train, n_cells=2000, seed=0)
+        sampler = make_sampler(screen, split.train, take, config=cfg,
                                target_pool=screen.proportions, schedule=schedule_of(cfg), target_noise=0.05,
                                features=cfg.use_recognizer)  # fmt: skip
         return net, StatisticModule(net, cfg), sampler.sample(0, np.random.default_rng(0))

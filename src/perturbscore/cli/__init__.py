@@ -11,7 +11,7 @@ from .._errors import PerturbScoreError
 from ._app import STATE, app
 
 # Importing a command module registers its command on ``app`` (in pipeline order for ``--help``).
-from . import _simulate, _featurize, _train, _evaluate, _score, _programs, _report, _demo  # noqa: E402,F401,I001  isort: skip
+from . import _simulate, _featurize, _embed, _train, _evaluate, _score, _programs, _report, _demo  # noqa: E402,F401,I001  isort: skip
 
 __all__ = ["app", "cli_wording", "main"]
 

@@ -36,6 +36,7 @@ SmallOpt = typer.Option("drop", "--small", help="What to do with knockouts under
 AllowMissingOpt = typer.Option(False, "--allow-missing-features", help="Genes without features train without T.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace existing outputs.")
 ProgressOpt = typer.Option(True, "--progress/--no-progress", help="Show progress bars.")
+_FILE_KINDS = {"--features": "feature file", "--gene-sets": "gene-set file", "--targets": "targets file"}
 
 
 def check_inputs(*, screen: Path | None = None, files: Iterable[tuple[str, Path | None]] = ()) -> None:
@@ -44,11 +45,12 @@ def check_inputs(*, screen: Path | None = None, files: Iterable[tuple[str, Path 
 
     if screen is not None and not screen.expanduser().exists():
         near = sorted(p.name for p in screen.parent.glob("*.h5ad")) if screen.parent.is_dir() else []
-        hint = f" .h5ad files in {str(screen.parent)!r}: {', '.join(near[:10])}." if near else ""
+        hint = f" .h5ad files in {str(screen.parent)!r}: {', '.join(map(repr, near[:10]))}." if near else ""
         raise InputError(f"screen file {str(screen)!r} does not exist; check the path.{hint}")
     for flag, path in files:
         if path is not None and not path.expanduser().exists():
-            raise InputError(f"{flag} {str(path)!r} does not exist; check the path.")
+            what = _FILE_KINDS.get(flag, "file")
+            raise InputError(f"{what} {str(path)!r} does not exist; check the path ({flag}).")
 
 
 def load_screen(

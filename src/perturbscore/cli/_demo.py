@@ -39,7 +39,7 @@ def demo(
         f"[bold]1/6[/] simulated screen: {paths['screen']} ({sim.adata.n_obs} cells x {sim.adata.n_vars} genes)"
     )
     screen = read_screen(paths["screen"], features=paths["features"])
-    console.print("[bold]2/6[/] training the learned statistic (f, G, H, T)")
+    console.print("[bold]2/6[/] training the model")
     model = fit(screen, out=run, resume=True, seed=seed, max_steps=max_steps, progress=progress)
     console.print("[bold]3/6[/] evaluating against the baselines")
     results = evaluate(model, screen, progress=progress)

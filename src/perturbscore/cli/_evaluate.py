@@ -90,6 +90,16 @@ def reproduce(
         "--ablation",
         help="Train the ablation: the reference full model, the default, the default less each part.",
     ),
+    panel: bool = typer.Option(
+        False,
+        "--panel",
+        help="Run the default and every baseline over the panel of simulated screens and write one table "
+        "(OUT/panel.md, OUT/panel.json); SCREEN, --models, --folds and --sim-genes do not apply.",
+    ),
+    panel_screens: str = typer.Option(
+        "", "--panel-screens", help="Comma-separated panel screens.", show_default="every screen of the panel"
+    ),
+    resume: bool = typer.Option(False, "--resume", help="With --panel: keep the screens already finished in OUT."),
     max_steps: int | None = typer.Option(
         None, "--max-steps", help="Training steps for every model.", show_default="each preset's"
     ),
@@ -114,6 +124,10 @@ def reproduce(
     from ..evaluation import ABLATION, DEFAULT_MODELS, MODELS
     from ..evaluation import reproduce as run_reproduce
 
+    if panel:
+        _panel(out, screen, panel_screens, seeds, max_steps, sim_seed, sim_unseen, ks, resamples, overwrite=overwrite,
+               resume=resume, progress=progress)  # fmt: skip
+        return
     keys = tuple(m.strip() for m in models.split(",")) if models else (ABLATION if ablation else DEFAULT_MODELS)
     bad = [m for m in keys if m not in MODELS]
     if bad:
@@ -132,6 +146,29 @@ def reproduce(
     _plots(out, results)
     console.print((out / "eval.md").read_text())
     console.print(f"[green]reproduced[/]: [bold]{out / 'eval.md'}[/], {out / 'eval.json'}, {out / 'plots'}")
+
+
+def _panel(out, screen, names, seeds, max_steps, sim_seed, sim_unseen, ks, resamples, *, overwrite, resume, progress):  # noqa: ANN001, ANN202
+    """``reproduce --panel``: the default and every baseline over the simulated panel, one table."""
+    import shlex
+
+    from .._errors import InputError
+    from ..evaluation import PANEL_SCREENS, reproduce_panel
+
+    if screen is not None:
+        raise InputError("--panel simulates its own screens; drop the SCREEN argument")
+    chosen = tuple(n.strip() for n in names.split(",") if n.strip()) or PANEL_SCREENS
+    command = ["perturbscore", "reproduce", "--panel", "--seeds", seeds, "--out", str(out)]
+    command += ["--max-steps", str(max_steps)] if max_steps else []
+    command += ["--panel-screens", ",".join(chosen)] if names else []
+    command += ["--resamples", str(resamples)]
+    reproduce_panel(
+        out=out, screens=chosen, seeds=_ints(seeds, flag="--seeds", minimum=0), max_steps=max_steps,
+        sim_seed=sim_seed, sim_unseen=sim_unseen, ks=_ints(ks), n_resamples=resamples, overwrite=overwrite,
+        resume=resume, progress=progress, command=shlex.join(command),
+    )  # fmt: skip
+    console.print((out / "panel.md").read_text())
+    console.print(f"[green]panel[/]: [bold]{out / 'panel.md'}[/], {out / 'panel.json'}")
 
 
 def _screen_or_simulated(screen, features, genes, seed, pkey, skey, control, layer, *, unseen=0):  # noqa: ANN001, ANN202

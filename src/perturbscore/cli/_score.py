@@ -34,14 +34,16 @@ Targets (--target, repeatable):
   progenitor                        a preset (progenitor, control), with its
                                     constraint (progenitor: cycling>=0.05)
   ctrl:control                      a preset under another name
-Unnamed targets are named after their largest states ('progenitor 60% +
-cycling 40%'). A state name with a space is written with _ or the whole
-target is quoted: --target terminal_exhausted=1 or --target 'terminal
-exhausted=1'; quote constraints too: --constraint 'cycling>=0.05'.
+Unnamed targets are named after their largest states, e.g.
+'progenitor 60% + cycling 40%'.
+A state name with a space: write it with _ or quote the whole target,
+  --target terminal_exhausted=1   or   --target 'terminal exhausted=1'
+and quote constraints (the shell reads > as a redirection):
+  --constraint 'cycling>=0.05'
 
 \b
-Writes OUT (.csv with OUT.json beside it, or .parquet with the same
-description inside): every row names its target, the target's mix and
+Writes OUT: a .csv with OUT.json beside it, or a .parquet with the same
+description inside. Every row names its target, the target's mix and its
 constraint, and whether it is ranked."""
 
 
@@ -87,7 +89,7 @@ def _print_top(df: pd.DataFrame, top: int) -> None:
     from rich.table import Table
 
     def fmt(value: object, spec: str = ".3f") -> str:
-        return "-" if pd.isna(value) else format(value, spec)  # type: ignore[arg-type]
+        return "-" if pd.isna(value) else format(value, spec)
 
     targets = df.attrs.get("params", {}).get("targets", {})
     extra = ["need"] if "cells_needed" in df else []
@@ -116,35 +118,46 @@ def _print_top(df: pd.DataFrame, top: int) -> None:
 @app.command("score", epilog=EPILOG)
 def score(
     runs: list[Path] = typer.Argument(
-        ..., help="Run directories (or model folders); several form an ensemble.", show_default=False
-    ),
+        ...,
+        help="Run directories (or model folders); several form an ensemble.",
+        show_default=False,
+        metavar="RUN",
+    ),  # fmt: skip
     target: list[str] | None = typer.Option(
         None,
         "--target",
+        metavar="TARGET",
         help="Target mix: 'state=f,...', 'NAME:state=f,...', a preset or 'NAME:PRESET' (see below); repeatable.",
         show_default="none",
     ),  # fmt: skip
     targets_file: Path | None = typer.Option(
-        None, "--targets", help="CSV/TSV/YAML/JSON file of named targets.", show_default="none"
+        None, "--targets", metavar="FILE", help="CSV/TSV/YAML/JSON file of named targets.", show_default="none"
     ),
     preset_target: list[str] | None = typer.Option(
         None,
         "--preset-target",
+        metavar="NAME",
         help="A shipped target (progenitor, control), with its constraints; repeatable.",
         show_default="none",
     ),  # fmt: skip
     screen: Path | None = typer.Option(
-        None, "--screen", help="Screen .h5ad: score its knockouts from their cells.", show_default="none"
+        None,
+        "--screen",
+        metavar="H5AD",
+        help="Screen .h5ad: score its knockouts from their cells.",
+        show_default="none",
     ),
     features: Path | None = typer.Option(
         None,
         "--features",
+        metavar="FILE",
         help="Gene features: score genes without cells from sequence (e.g. genome-wide).",
         show_default="none",
     ),  # fmt: skip
     constraint: list[str] | None = typer.Option(
         None,
         "--constraint",
+        metavar="BOUND",
         help="Bound on a state share for every target, quoted: 'cycling>=0.05'; repeatable.",
         show_default="none",
     ),  # fmt: skip
@@ -162,7 +175,9 @@ def score(
         help="Rank genes scored from sequence: auto (not when the run's evaluation "
         "found the sequence path no better than the training mean), together or unranked.",
     ),  # fmt: skip
-    out: Path | None = typer.Option(None, "--out", help="scores.csv or .parquet.", show_default="RUN/scores.csv"),
+    out: Path | None = typer.Option(
+        None, "--out", metavar="FILE", help="scores.csv or .parquet.", show_default="RUN/scores.csv"
+    ),
     cells_needed: bool = typer.Option(False, "--cells-needed", help="Add the cells each knockout needs."),
     tolerance: float = typer.Option(0.05, "--tolerance", help="Allowed deviation for --cells-needed (0-1 scale)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the bootstrap."),

@@ -110,6 +110,59 @@ def draw_rows(
     return np.concatenate(rows), used
 
 
+#: Without replacement, a perturbation drawing more than this share of its cells is drawn by a permutation of
+#: them (redrawing repeats, :func:`draw_rows_at_once`, would take many rounds).
+DENSE_SHARE = 0.5
+
+
+def draw_rows_at_once(
+    flat: np.ndarray,
+    starts: np.ndarray,
+    sizes: np.ndarray,
+    k: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    replace_small: bool = True,
+    owner: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`draw_rows` without ``window``, for all perturbations at once (no Python loop over them).
+
+    Perturbation ``p``'s cells are ``flat[starts[p] : starts[p] + sizes[p]]``. Each draws ``k[p]`` positions
+    uniformly; where draws of a perturbation land on the same cell, one keeps it and the others draw again,
+    until no cell is drawn twice (every set of ``k[p]`` distinct cells is then equally likely, as with
+    :func:`draw_rows`). Perturbations asked for more than :data:`DENSE_SHARE` of their cells, all of them or
+    more than they have are handled as :func:`draw_rows` does. ``owner`` is scratch space, ``flat.size``
+    int64 filled with -1 (left so on return; the sampler keeps one). Returns the row indices grouped by
+    perturbation, in order, and the cells used per perturbation.
+    """
+    k = np.asarray(k, dtype=np.int64)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)
+    short = sizes < k
+    used = np.where(short & (not replace_small), sizes, k)  # (P,)
+    seg = np.repeat(np.arange(k.size), used)  # (N,) perturbation slot of each drawn cell
+    n_of = sizes[seg]  # (N,)
+    at = starts[seg] + np.floor(rng.random(seg.size) * n_of).astype(np.int64)  # (N,) positions in flat
+    all_cells = (sizes == k) | (short & (not replace_small))
+    dense = ~short & ~all_cells & (k > DENSE_SHARE * sizes)
+    first = np.r_[0, np.cumsum(used)[:-1]]  # (P,) first slot of each perturbation
+    for p in np.flatnonzero(all_cells):
+        at[first[p] : first[p] + used[p]] = starts[p] + np.arange(used[p])
+    for p in np.flatnonzero(dense):
+        at[first[p] : first[p] + used[p]] = starts[p] + rng.permutation(sizes[p])[: used[p]]
+    slots = np.flatnonzero((~short & ~all_cells & ~dense)[seg])  # a few cells of many: redraw repeats
+    if slots.size:
+        owner = np.full(flat.size, -1, dtype=np.int64) if owner is None else owner
+        todo = slots
+        while todo.size:
+            free = todo[owner[at[todo]] < 0]
+            owner[at[free]] = free  # of several slots on one free cell, the last written keeps it
+            todo = todo[owner[at[todo]] != todo]
+            at[todo] = starts[seg[todo]] + np.floor(rng.random(todo.size) * n_of[todo]).astype(np.int64)
+        owner[at[slots]] = -1
+    return flat[at], used
+
+
 @dataclass
 class Episode:
     """One step's batch. ``P`` perturbations, ``N`` sampled cells in all, ``T`` targets each."""
@@ -218,13 +271,24 @@ class EpisodeSampler:
         self.features = None if features is None else torch.as_tensor(features, dtype=torch.float32)
         self.has_features = None if has_features is None else torch.as_tensor(has_features, dtype=torch.bool)
         self.perturbations_per_step, self.window = int(perturbations_per_step), int(window)
+        self._sizes = np.array([len(ix) for ix in cell_index], dtype=np.int64)  # (P,)
+        self._starts = np.r_[0, np.cumsum(self._sizes)[:-1]].astype(np.int64)  # (P,)
+        self._flat = np.concatenate([np.asarray(ix, dtype=np.int64) for ix in cell_index])  # every cell once
+        self._owner = np.full(self._flat.size, -1, dtype=np.int64)  # scratch of draw_rows_at_once
 
     def draw_rows(
         self, k: np.ndarray, rng: np.random.Generator, subset: np.ndarray | None = None, *, window: int | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Row indices of ``k[p]`` cells of each perturbation (of ``subset``), and the actual counts used."""
-        index = self.cell_index if subset is None else [self.cell_index[i] for i in subset]
         window = self.window if window is None else window
+        if window <= 0:  # all perturbations at once
+            sizes, starts = (
+                (self._sizes, self._starts) if subset is None else (self._sizes[subset], self._starts[subset])
+            )
+            return draw_rows_at_once(
+                self._flat, starts, sizes, k, rng, replace_small=self.replace_small, owner=self._owner
+            )
+        index = self.cell_index if subset is None else [self.cell_index[i] for i in subset]
         return draw_rows(index, k, rng, replace_small=self.replace_small, window=window)
 
     def sample(self, step: int, rng: np.random.Generator, *, k: int | np.ndarray | None = None) -> Episode:

@@ -9,10 +9,15 @@ Build one with :func:`perturbscore.io.read_screen` (from an ``.h5ad`` path or an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._embedding import CellEmbedding, EmbeddedCells
+
+if TYPE_CHECKING:
+    from ..nn import FrontEnd
 
 
 @runtime_checkable
@@ -96,6 +101,9 @@ class Screen:
         Sequence features of the perturbed genes, if loaded.
     source
         Where the screen came from (a path, or a description).
+    embedding
+        Every cell's coordinates under a fitted front end (:func:`perturbscore.pp.embed`), if known: training,
+        evaluation, scoring and programs read them instead of projecting the cells' expression.
     """
 
     rows: RowSource
@@ -108,6 +116,7 @@ class Screen:
     features: GeneFeatures | None = None
     source: str = ""
     truth: dict = field(default_factory=dict)
+    embedding: CellEmbedding | None = None
 
     def __post_init__(self) -> None:
         self.gene_names = np.asarray(self.gene_names, dtype=str)
@@ -173,7 +182,23 @@ class Screen:
             features=self.features,
             source=self.source,
             truth=self.truth,
+            embedding=self.embedding,
         )
+
+    def cells(
+        self, rows: np.ndarray, *, front: FrontEnd | None = None, cols: np.ndarray | None = None
+    ) -> sp.csr_matrix | EmbeddedCells:
+        """Return what a model with front end ``front`` reads for the cells ``rows``.
+
+        The stored coordinates (:class:`EmbeddedCells`) when the screen's :attr:`embedding` was made by
+        ``front`` (and the model reads the screen's genes in their order: ``cols`` is None); else the cells'
+        log-normalised expression (CSR), in the columns ``cols`` (the model's gene order; ``None``: the
+        screen's own).
+        """
+        if front is not None and cols is None and self.embedding is not None and self.embedding.matches(front):
+            return self.embedding.cells(rows)
+        x = self.rows.take(rows)  # (n, screen genes)
+        return x if cols is None else sp.csr_matrix(x[:, cols])  # (n, model genes)
 
     def feature_block(self, perturbations: list[str] | None = None) -> np.ndarray:
         """Features of ``perturbations`` (default: all), ``(P, windows, dim)``; raises if absent."""

@@ -194,7 +194,7 @@ def _names(
 def _state_loadings(
     cov: np.ndarray, mean: np.ndarray, effect_dim: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``A`` (C x L) with ``cov(A z) = cov`` (top components if L < C - 1) and ``mu`` with ``A mu = mean``."""
+    """Return ``A`` (C x L) with ``cov(A z) = cov`` (top components if L < C - 1) and ``mu`` with ``A mu = mean``."""
     vals, vecs = np.linalg.eigh(cov)
     order = np.argsort(vals)[::-1]
     r = min(effect_dim, int((vals > 1e-9).sum()))
@@ -206,7 +206,7 @@ def _state_loadings(
 
 
 def _solve_effect(mix: np.ndarray, control_logits: np.ndarray, a_mat: np.ndarray, z0: np.ndarray) -> np.ndarray:
-    """The effect closest to ``z0`` whose true mix is ``mix`` (exact when ``A`` spans the simplex)."""
+    """Return the effect closest to ``z0`` whose true mix is ``mix`` (exact when ``A`` spans the simplex)."""
     if mix.shape != control_logits.shape or (mix <= 0).any():
         raise InputError(
             f"a planted mix must give a positive share to each of the {control_logits.size} states "

@@ -252,7 +252,7 @@ def simulate_screen(
 
 
 def synthetic_perturb_seq(*, seed: int | np.random.Generator | None = 0) -> SyntheticScreen:
-    """A small screen for docs and tests: ~1,500 cells, 200 genes, 8 knockouts + control, 4 unseen genes.
+    """Simulate a small screen for docs and tests: ~1,500 cells, 200 genes, 8 knockouts + control, 4 unseen genes.
 
     Features are ``(200, 16)`` per gene, sequences are included, and the knockout
     :data:`PLANTED_KNOCKOUT` (``"Prdm1"``) strongly raises the progenitor share (true mix
@@ -338,7 +338,7 @@ def obs_frame(design: Design, plan: CellPlan, order: np.ndarray | None = None) -
 
 
 def truth_uns(design: Design, params: dict, motifs: MotifMap | None) -> dict:
-    """The ground truth stored in ``uns["perturbscore_truth"]``."""
+    """Return the ground truth stored in ``uns["perturbscore_truth"]``."""
     n_ko = len(design.knockouts)
     names = [*design.knockouts, *design.unseen, KEYS.control]
     truth = {

@@ -1,4 +1,4 @@
-"""Judging a model: metrics, honest baselines, paired evaluation on held-out knockouts, and ``reproduce``."""
+"""Judging a model: metrics, honest baselines, paired evaluation on held-out knockouts, ``reproduce`` and the panel."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from ._metrics import (
     topk_hit_rate,
     tv_distance,
 )
-from ._reproduce import ABLATION, DEFAULT_MODELS, MODELS, kfold_splits, reproduce
+from ._panel import PANEL_SCREENS, render_panel_markdown, screen_checks
+from ._reproduce import ABLATION, DEFAULT_MODELS, MODELS, kfold_splits, reproduce, reproduce_panel
 
 __all__ = [
     "ABLATION",
@@ -28,6 +29,7 @@ __all__ = [
     "DEFAULT_MODELS",
     "MODELS",
     "MODEL_LABELS",
+    "PANEL_SCREENS",
     "Baseline",
     "EvalSetup",
     "bootstrap_label_samples",
@@ -41,8 +43,11 @@ __all__ = [
     "pred_mae",
     "recognition_r2",
     "render_eval_markdown",
+    "render_panel_markdown",
     "reproduce",
+    "reproduce_panel",
     "sample_targets",
+    "screen_checks",
     "spearman_per_target",
     "stability",
     "summarise",

@@ -44,12 +44,14 @@ class Baseline:
         *,
         train_counts: np.ndarray | None = None,
         train_features: np.ndarray | None = None,
+        all_features: np.ndarray | None = None,
         rng: np.random.Generator | int | None = None,
     ) -> Baseline:
         """Fit on training ``q(P)`` ``(P, C)`` and, for the feature baselines, their features ``(P, W, D)``.
 
-        ``train_counts`` (``(P, C)`` cell counts) is accepted so every baseline shares one call; no
-        built-in baseline needs it. ``rng`` seeds the shrunk baseline's simulation and the k-NN CV folds.
+        ``train_counts`` (``(P, C)`` label counts of all cells) is read by the empirical-Bayes baseline's
+        simulated draws; ``all_features`` (every gene's features, no labels) by the baselines with a PCA basis.
+        Every baseline accepts both so all share one call. ``rng`` seeds simulations and CV folds.
         """
         self.train_props_ = _check_props(train_props)
         self.prior_ = self.train_props_.mean(axis=0)  # (C,)

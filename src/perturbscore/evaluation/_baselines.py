@@ -34,7 +34,7 @@ import numpy as np
 
 from .._errors import InputError
 from .._utils import as_rng
-from ..model import FeatureRegression, choose_strength, posterior_distance, simulate_draws
+from ..model import N_POSTERIOR, N_SIM, FeatureRegression, choose_strength, posterior_distance, simulate_draws
 from ._baseline_base import _RNG, Baseline, _check_props, _Opt
 from ._feature_baselines import KNNFeatureBaseline, PCRFeatureBaseline, RidgeFeatureBaseline, _pool_features, _seed
 from ._metrics import normalise, sample_targets, tv_distance
@@ -115,7 +115,13 @@ class ShrunkBaseline(EmpiricalBaseline):
         self.ks, self.n_sim, self.alpha = tuple(int(k) for k in ks), int(n_sim), float(alpha)
 
     def fit(
-        self, train_props: np.ndarray, *, train_counts: _Opt = None, train_features: _Opt = None, rng: _RNG = None
+        self,
+        train_props: np.ndarray,
+        *,
+        train_counts: _Opt = None,
+        train_features: _Opt = None,
+        all_features: _Opt = None,
+        rng: _RNG = None,
     ) -> ShrunkBaseline:
         super().fit(train_props)
         rng = as_rng(rng)
@@ -164,8 +170,9 @@ class EmpiricalBayesBaseline(Baseline):
     (:class:`perturbscore.model.FeatureRegression`, ``"auto"``). The strength ``a`` is chosen on simulated
     ``k``-cell label draws of the training knockouts (``k`` in ``ks``, 0 included: no cells), each scored with
     the knockout's cross-fitted prior, so no knockout sees its own label. The distance is the posterior
-    median of ``d(q, Q)`` over ``q ~ Dirichlet(counts + a * prior)``, not ``d`` of the posterior mean (which TV's
-    convexity biases low); ``a = 0`` (the empirical label mix) is among the candidates. Without features the
+    median of ``d(q, Q)`` over ``q ~ Dirichlet(t * (counts + a * prior))``, not ``d`` of the posterior mean (which
+    TV's convexity biases low), with the tempering ``t`` (1: the posterior; ``inf``: its mean) chosen with ``a``;
+    ``a = 0`` (the empirical label mix) is among the candidates. Without features the
     prior is the training mean. Needs ``counts`` (none: sequence only) and ``features``.
 
     Parameters
@@ -183,8 +190,10 @@ class EmpiricalBayesBaseline(Baseline):
     ----------
     strength_
         The chosen ``a``.
+    temper_
+        The chosen tempering of the posterior (``inf``: the distance of the posterior mean).
     grid_mae_
-        MAE of every candidate strength.
+        MAE of every candidate ``(tempering, strength)``.
     prior_setting_
         The chosen prior regression, in words.
     cross_fitted_prior_
@@ -198,9 +207,9 @@ class EmpiricalBayesBaseline(Baseline):
         self,
         *,
         ks: tuple[int, ...] = (0, 2, 5, 10, 25, 60),
-        n_sim: int = 20,
+        n_sim: int = N_SIM,
         alpha: float = 0.05,
-        n_draws: int = 256,
+        n_draws: int = N_POSTERIOR,
     ) -> None:
         if not ks or min(ks) < 0 or n_sim < 1 or n_draws < 1:
             raise InputError(f"need ks >= 0, n_sim >= 1 and n_draws >= 1, got ks={ks}, n_sim={n_sim}")
@@ -254,8 +263,11 @@ class EmpiricalBayesBaseline(Baseline):
             pools, self.cross_fitted_prior_, self.ks, n_sim=self.n_sim, target_noise=self.alpha,
             rng=np.random.default_rng(seed),
         )  # fmt: skip
-        self.strength_, self.grid_mae_ = choose_strength(draws, rng=seed)
-        logger.info("empirical_bayes baseline: prior %s, strength a=%.3g", self.prior_setting_, self.strength_)
+        self.strength_, self.temper_, self.grid_mae_ = choose_strength(draws, rng=seed)
+        logger.info(
+            "empirical_bayes baseline: prior %s, strength a=%.3g, temper %.3g",
+            self.prior_setting_, self.strength_, self.temper_,
+        )  # fmt: skip
         return self
 
     def prior(self, features: _Opt, n: int) -> np.ndarray:
@@ -288,7 +300,7 @@ class EmpiricalBayesBaseline(Baseline):
     ) -> np.ndarray:
         """Return the posterior median of ``d(q, Q)``; ``Q`` ``(C,)``, ``(n, C)`` or ``(n, T, C)``."""
         counts, prior = self._inputs(counts, features)
-        return posterior_distance(counts, prior, self.strength_, Q, n_draws=self.n_draws, rng=0)[0]
+        return posterior_distance(counts, prior, self.strength_, Q, n_draws=self.n_draws, temper=self.temper_, rng=0)[0]
 
 
 class TrainMeanBaseline(Baseline):
@@ -324,7 +336,13 @@ class OracleBaseline(Baseline):
         self.true_props = None if true_props is None else _check_props(true_props)
 
     def fit(
-        self, train_props: np.ndarray, *, train_counts: _Opt = None, train_features: _Opt = None, rng: _RNG = None
+        self,
+        train_props: np.ndarray,
+        *,
+        train_counts: _Opt = None,
+        train_features: _Opt = None,
+        all_features: _Opt = None,
+        rng: _RNG = None,
     ) -> OracleBaseline:
         super().fit(train_props)
         return self

@@ -124,12 +124,12 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 def _entries(results: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
     """``(key, label, metrics)`` for every model, then every baseline."""
-    out = []
+    out: list[tuple[str, str, Mapping[str, Any]]] = []
     for group, labels in (("models", MODEL_LABELS), ("baselines", BASELINE_LABELS)):
         section = results.get(group) or {}
         if not isinstance(section, Mapping):
             raise InputError(f"results[{group!r}] must be a dict of name -> metrics, got {type(section).__name__}")
-        out += [(name, labels.get(name, name), section[name] or {}) for name in section]
+        out += [(str(name), str(labels.get(name, name)), section[name] or {}) for name in section]
     return out
 
 
@@ -199,7 +199,7 @@ def _best_line(results: Mapping[str, Any], columns: list[dict[str, Any]]) -> lis
 
 def _head_rows(results: Mapping[str, Any], key: str) -> list[tuple[str, str, Mapping[str, Any]]]:
     """Diagnosis rows: each model's distance head alone, where the model reports a calibrated number."""
-    out = []
+    out: list[tuple[str, str, Mapping[str, Any]]] = []
     for name, e in (results.get("models") or {}).items():
         e = e or {}
         if e.get(f"{key}_head") is not None:

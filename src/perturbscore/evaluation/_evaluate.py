@@ -153,7 +153,9 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
     if calibrated:
         cal = model.calibration
         assert cal is not None
-        out |= {"eb_strength": cal.strength, "w_cells": cal.w_cells, "w_sequence": cal.w_sequence}
+        out["eb_strength"] = cal.strength
+        out["head_share"] = {k: float(cal.weight(np.array([k]))[0]) for k in setup.ks}  # lam(k) of the blend
+        out["head_share_sequence"] = float(cal.weight(np.array([0]))[0])
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._constants import REPRODUCE_MODELS
+from .._constants import EVAL_UNSEEN_GENES, REPRODUCE_MODELS
 from .._errors import InputError
 from .._utils import write_json_atomic, write_text_atomic
 from ..data import Screen
@@ -20,6 +20,7 @@ from ..model import fit, prepare_run_dir
 from ..train import Split, split_perturbations
 from ._evaltable import render_eval_markdown
 from ._evaluate import DEFAULT_KS, append_results, evaluate_baselines, evaluate_model, make_setup, truth_proportions
+from ._panel import PANEL_SCREENS, render_panel_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -134,3 +135,117 @@ def reproduce(
 def _write(out: Path, results: dict) -> None:
     write_json_atomic(out / "eval.json", results)
     write_text_atomic(out / "eval.md", render_eval_markdown(results))
+
+
+def reproduce_panel(
+    *,
+    out: str | Path,
+    screens: tuple[str, ...] = PANEL_SCREENS,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    max_steps: int | None = None,
+    sim_seed: int = 0,
+    sim_unseen: int = EVAL_UNSEEN_GENES,
+    ks: tuple[int, ...] = DEFAULT_KS,
+    n_resamples: int = 20,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> dict:
+    """Run :func:`reproduce` with the shipped default over the panel of simulated screens; write one table.
+
+    Each screen of :data:`perturbscore.datasets.SCREEN_PANEL` named in ``screens`` is simulated (seed
+    ``sim_seed``, with ``sim_unseen`` genes that have features but no cells), the default is trained with every
+    seed in ``seeds`` and evaluated with every baseline on the seed's 50/10 split. ``out/panel.json`` holds every
+    screen's results and ``out/panel.md`` the table (:func:`render_panel_markdown`); both are rewritten after
+    each screen. With ``resume``, screens whose results are already in ``out/screens/<name>.json`` are not run
+    again.
+
+    Parameters
+    ----------
+    out
+        Output directory (``screens/<name>/`` holds each screen's runs, ``eval.json`` and ``eval.md``).
+    screens
+        Panel screens to run.
+    seeds
+        Training seeds.
+    max_steps
+        Training steps (``None``: the default's own).
+    sim_seed, sim_unseen
+        Seed of the simulated screens and their genes without cells.
+    ks, n_resamples
+        Cells per sample and resamples of the evaluation.
+    overwrite, resume
+        Replace an existing ``out``, or continue a panel run in it.
+    progress
+        Show progress bars.
+    command
+        The command line that made the panel, recorded in the table.
+
+    Returns
+    -------
+    The panel results: ``{"settings": {...}, "screens": {name: results}}``.
+    """
+    from ..datasets import SCREEN_PANEL, simulate_screen
+    from ..io import read_screen
+
+    unknown = [s for s in screens if s not in SCREEN_PANEL]
+    if unknown:
+        raise InputError(f"unknown panel screen(s) {', '.join(unknown)}; choose from {', '.join(SCREEN_PANEL)}")
+    out = _panel_dir(Path(out), overwrite=overwrite, resume=resume)
+    panel: dict = {
+        "settings": {
+            "command": command, "seeds": list(seeds), "max_steps": max_steps, "sim_seed": sim_seed,
+            "sim_unseen": sim_unseen, "ks": list(ks), "n_resamples": n_resamples,
+        },
+        "screens": {},
+    }  # fmt: skip
+    for name in screens:
+        done = out / "screens" / f"{name}.json"
+        if resume and done.exists():
+            import json
+
+            panel["screens"][name] = json.loads(done.read_text(encoding="utf-8"))
+            continue
+        logger.info("panel screen %s: simulating %s", name, SCREEN_PANEL[name] or "the default screen")
+        knobs: dict[str, Any] = dict(SCREEN_PANEL[name])
+        sim = simulate_screen(**knobs, seed=sim_seed, n_unseen_genes=sim_unseen)
+        screen = read_screen(sim.adata, features=sim.features)
+        del sim
+        over = {"perturbscore": {"max_steps": max_steps}} if max_steps else None
+        res = reproduce(
+            screen, out=out / "screens" / name, seeds=seeds, models=("perturbscore",), ks=ks,
+            n_resamples=n_resamples, overwrite=True, progress=progress, train_overrides=over,
+        )  # fmt: skip
+        res.pop("scatter", None)
+        res["knobs"] = dict(SCREEN_PANEL[name])
+        write_json_atomic(done, res)
+        panel["screens"][name] = res
+        write_json_atomic(out / "panel.json", panel)
+        write_text_atomic(out / "panel.md", render_panel_markdown(panel))
+    write_json_atomic(out / "panel.json", panel)
+    write_text_atomic(out / "panel.md", render_panel_markdown(panel))
+    return panel
+
+
+#: Entries of a panel directory (``overwrite`` removes a directory holding nothing else).
+PANEL_ENTRIES = frozenset({"panel.json", "panel.md", "screens"})
+
+
+def _panel_dir(out: Path, *, overwrite: bool, resume: bool) -> Path:
+    """Create the panel directory; refuse to replace one (or anything else) without ``overwrite``/``resume``."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out} exists and is a file; choose another --out")
+    if out.exists() and any(out.iterdir()):
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in PANEL_ENTRIES and not p.name.endswith(".tmp"))
+        if foreign:
+            raise InputError(f"{out} holds {', '.join(foreign[:5])}, not a panel run; choose another --out")
+        if resume:
+            return out
+        if not overwrite:
+            raise InputError(f"{out} already holds a panel; pass --overwrite to replace it or --resume to continue it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -101,6 +101,7 @@ def featurize_sequences(
         )
         label = f"kmer k={k}{' canonical' if canonical else ''} {transform}"
     else:
+        assert model_path is not None  # checked above, before any reading
         lm = load_language_model(model_path, device=device, trust_remote_code=trust_remote_code)
         values = lm_embeddings(
             strings, lm, n_windows=n_windows, window=window, stride=stride, batch_size=batch_size, progress=progress

@@ -89,7 +89,7 @@ def load_language_model(
     if not path.is_dir() or not (path / "config.json").exists():
         raise InputError(f"model path {path} is not a Hugging Face model folder (no config.json); pass the folder.")
     dev = resolve_device(device)
-    kwargs = {"local_files_only": True, "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"local_files_only": True, "trust_remote_code": trust_remote_code}
     with offline_env():  # also while importing: huggingface_hub reads HF_HUB_OFFLINE at import time
         try:
             from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
@@ -98,7 +98,8 @@ def load_language_model(
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError) as err:
-            raise InputError(f"cannot load a tokenizer from {path}: {err}. {_remote_hint(trust_remote_code=trust_remote_code)}") from err
+            hint = _remote_hint(trust_remote_code=trust_remote_code)
+            raise InputError(f"cannot load a tokenizer from {path}: {err}. {hint}") from err
         try:
             model = AutoModel.from_pretrained(path, **kwargs)
         except (OSError, ValueError, KeyError) as err:

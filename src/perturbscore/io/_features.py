@@ -58,9 +58,11 @@ def read_features(path: str | Path) -> GeneFeatures:
     check_feature_arrays(genes, arrays, source=str(path))
     first = arrays[0].reshape(-1, arrays[0].shape[-1]) if arrays else np.zeros((0, 0), np.float32)
     values = np.empty((len(arrays), *first.shape), dtype=np.float32)  # (n, windows, dim)
+    shape = first.shape
+    del first
     for i in range(len(arrays)):  # one copy of the features at a time, not a stack beside the per-gene arrays
-        values[i] = arrays[i].reshape(first.shape)
-        arrays[i] = None
+        values[i] = arrays[i].reshape(shape)
+        arrays[i] = np.empty(0, dtype=np.float32)  # release the gene's array as soon as it is copied
     logger.info("read features of %d genes, shape %s, from %s", len(genes), values.shape[1:], path)
     return GeneFeatures(genes=np.asarray(genes, dtype=str), values=values, source=str(path))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,7 +26,7 @@ def lognorm_csr(matrix: sp.csr_matrix) -> sp.csr_matrix:
     return out
 
 
-def iter_row_blocks(matrix: object, budget: int = BLOCK_VALUES) -> Iterator[np.ndarray]:
+def iter_row_blocks(matrix: Any, budget: int = BLOCK_VALUES) -> Iterator[np.ndarray]:
     """Yield dense ``(rows, n_genes)`` row blocks of about ``budget`` values from an ndarray or h5py dataset."""
     n_rows, n_cols = int(matrix.shape[0]), int(matrix.shape[1])
     step = max(1, budget // max(n_cols, 1))
@@ -33,7 +34,7 @@ def iter_row_blocks(matrix: object, budget: int = BLOCK_VALUES) -> Iterator[np.n
         yield np.asarray(matrix[start : start + step])
 
 
-def to_csr(matrix: object, budget: int = BLOCK_VALUES) -> sp.csr_matrix:
+def to_csr(matrix: Any, budget: int = BLOCK_VALUES) -> sp.csr_matrix:
     """Convert any 2-D matrix (sparse, ndarray, h5py dataset) to float32 CSR without densifying it whole."""
     if sp.issparse(matrix):
         return sp.csr_matrix(matrix, dtype=np.float32)
@@ -43,7 +44,7 @@ def to_csr(matrix: object, budget: int = BLOCK_VALUES) -> sp.csr_matrix:
     return sp.vstack(blocks, format="csr", dtype=np.float32)
 
 
-def stored_values(matrix: object, budget: int = BLOCK_VALUES) -> Iterator[np.ndarray]:
+def stored_values(matrix: Any, budget: int = BLOCK_VALUES) -> Iterator[np.ndarray]:
     """Yield the stored values of a matrix in chunks (``data`` of a sparse matrix, dense row blocks)."""
     if sp.issparse(matrix):
         yield matrix.data

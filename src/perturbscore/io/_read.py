@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -85,7 +85,10 @@ def read_screen(
         The control label; ``None`` (or ``"none"``) when the screen has no control cells.
     layer
         ``None`` uses ``X`` (log-normalised). A layer name reads that layer as raw counts and normalises
-        it on the fly (library size 1e4, then ``log1p``).
+        it on the fly as scanpy's ``sc.pp.normalize_total(adata, target_sum=1e4)`` then ``sc.pp.log1p`` do
+        (natural log; cells without counts stay zero). The normalisation is computed here, row by row, rather
+        than by scanpy: scanpy is not a dependency, and row-local arithmetic gives the same values for any
+        subset of cells, which a backed file read in chunks needs.
     states
         A fixed state order (e.g. from a saved model). Default: the categorical order of the state column if
         categorical, else sorted.
@@ -184,6 +187,7 @@ def _open_anndata(adata: ad.AnnData) -> _Opened:
             "adata.to_memory(), or write the subset to its own .h5ad and read that."
         )
     label = str(adata.filename) if adata.isbacked else "AnnData in memory"
+    _check_log_base(dict(adata.uns), source=label)
     path = Path(adata.filename) if adata.isbacked else None
     return _Opened(
         obs=adata.obs,
@@ -262,6 +266,20 @@ def _row_source(opened: _Opened, layer: str | None, *, backed: bool, normalize: 
     return _in_memory(matrix, what=what, source=opened.label, normalize=normalize)
 
 
+def _check_log_base(uns: object, *, source: str) -> None:
+    """Warn when scanpy recorded a log1p of another base than e (``uns["log1p"]["base"]``).
+
+    X is then scaled differently from the natural-log expression the model expects.
+    """
+    base = (uns or {}).get("log1p", {}).get("base") if isinstance(uns, dict) else None
+    if base is not None and str(base) != "none" and not np.isclose(float(base), np.e):
+        logger.warning(
+            "%s: X was log-transformed with base %s (adata.uns['log1p']); perturbscore reads natural-log "
+            "expression. Pass the raw counts with layer= (--layer) to have them normalised the usual way.",
+            source, base,
+        )  # fmt: skip
+
+
 def _in_memory(matrix: object, *, what: str, source: str, normalize: bool) -> InMemoryRows:
     v.check_values(stored_values(matrix), what=what, source=source, counts=normalize)
     return InMemoryRows(lognorm_csr(matrix) if normalize else matrix)
@@ -279,7 +297,7 @@ def _load_features(
     return gf
 
 
-def _read_elem(node: h5py.Group | h5py.Dataset) -> object:
+def _read_elem(node: h5py.Group | h5py.Dataset) -> Any:
     """Read an AnnData element with anndata's reader (``anndata.io`` from 0.11, ``anndata.experimental`` before)."""
     try:
         from anndata.io import read_elem

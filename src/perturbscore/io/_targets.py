@@ -426,7 +426,10 @@ def parse_constraint(text: str, states: Sequence[str]) -> Constraint:
     """Parse ``"cycling>=0.05"`` (ops ``>=``, ``<=``, ``>``, ``<``) against ``states``."""
     m = re.fullmatch(r"\s*([^<>=]+?)\s*(>=|<=|>|<)\s*([^<>=]+?)\s*", text)
     if m is None:
-        raise InputError(f"cannot parse constraint {text!r}; write state>=value, e.g. 'cycling>=0.05'.")
+        raise InputError(
+            f"cannot parse constraint {text!r}; write state>=value, e.g. 'cycling>=0.05' (quote it on the command "
+            "line: the shell reads > as a redirection)."
+        )
     name, op, raw = m.groups()
     i = _state_index(name, states, context=f"constraint {text!r}")
     try:

@@ -1,7 +1,7 @@
 """Up-front checks of user input; every failure is an :class:`~perturbscore._errors.InputError`.
 
 Each message names the file, the column or the gene, and says what to do about it.
-The full catalogue of cases lives in ``docs/bad-input.md``.
+The full catalogue of cases lives in ``docs/reference/input-errors.md``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from ._calibration import CalibratedDistance, Calibration, fit_calibration
 from ._empirical_bayes import (
+    N_POSTERIOR,
+    N_SIM,
     FeatureRegression,
     choose_strength,
     pool_features,
@@ -19,6 +21,8 @@ from ._model import PerturbScoreModel
 from ._rundir import is_run_dir, prepare_run_dir
 
 __all__ = [
+    "N_POSTERIOR",
+    "N_SIM",
     "CalibratedDistance",
     "Calibration",
     "FeatureRegression",

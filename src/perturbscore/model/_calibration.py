@@ -6,17 +6,21 @@ The number a fitted model reports for a knockout with ``k`` cells (``k = 0``: fr
 
 where ``d_model`` is the distance head ``H`` on the (sequence-fused) statistic, and ``d_eb`` the posterior
 median of ``d(q, Q)`` over ``q ~ Dirichlet(counts + a * prior(g))``: the ``k`` cells' label counts plus ``a``
-pseudo-cells of a mix regressed from the gene's features (:mod:`._empirical_bayes`). ``w`` is how many cells
-the learned statistic's reading is worth, ``w_cells`` for ``k > 0`` and ``w_sequence`` at ``k = 0``. So the
-number is empirical Bayes when ``w = 0``, tends to the empirical label mix's distance as ``k`` grows, and
-with no cells is the better (by held-out error) of ``T``'s reading and the feature prior, or a mix of both.
+pseudo-cells of a mix regressed from the gene's features (:mod:`._empirical_bayes`). ``w = w(k)`` is how many
+cells the learned statistic's reading is worth: ``w_sequence`` with no cells, ``w_cells * (k / 10) ** slope``
+with ``k`` cells (``slope < 1``, so the head's share falls to 0 as ``k`` grows). The number is empirical Bayes
+where ``w = 0``, tends to the empirical label mix's distance as ``k`` grows, and with no cells is the better (by
+held-out error) of ``T``'s reading and the feature prior, or a mix of both.
 
 Who fits what: the prior regression and ``a`` on the training knockouts (cross-fitted priors: no knockout
-sees its own label); ``w_cells`` and ``w_sequence`` on knockouts the network did not train on (the
-validation split), from ``k``-cell draws of their cells. The 95 % interval is split-conformal: quantiles,
+sees its own label); the weights on knockouts the network did not train on (the validation split), from
+``k``-cell draws of their cells. With ten or so such knockouts the least-error weights are noisy, so of the
+settings within one standard error of the best the one that leaves the head the most share at few cells and
+the least at many is kept (:data:`BLEND_RULE`): empirical Bayes takes over where it is clearly better, not where
+it is better by chance, and counting takes over as cells accumulate. The 95 % interval is split-conformal: quantiles,
 per ``k``, of the residuals ``d_true - d`` divided by the empirical-Bayes posterior's spread, from the
-same draws with weights fitted without the residual's own knockout (2-fold cross-fitting). A validation
-knockout asked about again (by an evaluation) gets the weights and quantiles fitted without its fold.
+same draws with weights fitted without the residual's own knockout (leave-one-knockout-out). A validation
+knockout asked about again (by an evaluation) gets the weights and quantiles fitted without it.
 
 :class:`Calibration` is plain numbers, saved as JSON beside the model's weights.
 """
@@ -33,6 +37,7 @@ import numpy as np
 from ..data import Screen, draw_rows, sample_targets
 from ._empirical_bayes import (
     N_POSTERIOR,
+    N_SIM,
     STRENGTH_KS,
     FeatureRegression,
     choose_strength,
@@ -52,6 +57,10 @@ logger = logging.getLogger(__name__)
 CALIBRATION_KS = (0, 1, 2, 3, 5, 10, 25, 60, 150)
 #: Candidate weights ``w`` (cells' worth of the learned statistic); ``inf``: the learned statistic alone.
 WEIGHT_GRID = np.concatenate([[0.0], np.logspace(-1, 4, 41), [np.inf]])
+#: Candidate cells' weights at ``k = 10`` (finite: with cells the head's share must fall to 0 as ``k`` grows).
+CELL_WEIGHT_GRID = np.concatenate([[0.0], np.logspace(-1, 4, 26)])
+#: Candidate slopes of ``log w`` in ``log k``.
+SLOPES = (-3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 0.9)
 #: Interval level.
 LEVEL = 0.95
 #: Floor of the posterior spread that scales residuals (a spread of 0 would make every residual infinite).
@@ -86,23 +95,27 @@ class Calibration:
         The chosen feature regression, in words, and ``prior_cv_error`` its CV error (mean TV).
     strength
         ``a``: the prior's worth in cells.
-    w_cells, w_sequence
-        The learned statistic's worth in cells, with cells and from sequence alone (``inf``: alone).
     ks
-        ``(K,)`` cells at which the residual quantiles were measured (0 first).
+        ``(K,)`` cells at which the weights were fitted and the residual quantiles measured (0 first).
+    blend
+        ``(w_sequence, w_cells, slope)``: the learned statistic's worth in cells with no cells (``inf``: the head
+        alone), at ``k = 10``, and the slope of ``log w`` in ``log k``.
     lo, hi
         ``(K,)`` lower and upper conformal quantiles of the scaled residuals.
     held_out
         Knockout -> fold of the knockouts the weights were fitted on.
     fold_weights
-        ``(F, 2)`` ``(w_cells, w_sequence)`` fitted without each fold; ``fold_lo``, ``fold_hi`` ``(F, K)`` the
-        quantiles of the other folds' residuals.
+        ``(F, 3)`` the ``blend`` fitted without each fold; ``fold_lo``, ``fold_hi`` ``(F, K)`` the quantiles of the
+        other folds' residuals.
     fitted_on
         ``"validation"`` or ``"train"`` (a split without validation knockouts: in-sample weights).
     level
         Interval coverage asked for.
     n_draws
         Posterior draws behind each empirical-Bayes distance.
+    temper
+        Tempering of the posterior whose median is the empirical-Bayes distance (see
+        :func:`~perturbscore.model.posterior_distance`), chosen with ``strength``.
     """
 
     train_mean: np.ndarray
@@ -111,18 +124,18 @@ class Calibration:
     prior_setting: str
     prior_cv_error: float
     strength: float
-    w_cells: float
-    w_sequence: float
     ks: np.ndarray
+    blend: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
     held_out: dict[str, int] = field(default_factory=dict)
-    fold_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    fold_weights: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     fold_lo: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     fold_hi: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     fitted_on: str = "validation"
     level: float = LEVEL
     n_draws: int = N_POSTERIOR
+    temper: float = 1.0
 
     # -- the pieces ---------------------------------------------------------------------------------------
     def prior(self, features: np.ndarray | None, n: int) -> np.ndarray:
@@ -140,7 +153,12 @@ class Calibration:
         """Return the posterior median and spread of ``d(q, Q)`` given label counts ``(n, C)`` and features."""
         counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
         prior = self.prior(features, len(counts))
-        return posterior_distance(counts, prior, self.strength, targets, n_draws=self.n_draws, rng=0)
+        med, sd = posterior_distance(
+            counts, prior, self.strength, targets, n_draws=self.n_draws, temper=self.temper, rng=0
+        )
+        if self.temper != 1.0:  # residuals are scaled by the untempered posterior's spread
+            sd = posterior_distance(counts, prior, self.strength, targets, n_draws=min(self.n_draws, 128), rng=1)[1]
+        return med, sd
 
     def _folds(self, genes: Sequence[str] | None, n: int) -> np.ndarray:
         """Fold of each gene (-1: not a held-out knockout of the fit, or no folds)."""
@@ -152,13 +170,10 @@ class Calibration:
         """``lam(k)``: the learned statistic's share for knockouts with ``k`` cells ``(n,)``."""
         k = np.asarray(k, dtype=np.float64)
         folds = np.full(k.shape, -1) if folds is None else folds
-        wc, ws = np.full(k.shape, self.w_cells), np.full(k.shape, self.w_sequence)
-        inside = folds >= 0
-        if inside.any():
-            wc[inside], ws[inside] = self.fold_weights[folds[inside], 0], self.fold_weights[folds[inside], 1]
-        w = np.where(k > 0, wc, ws)
-        with np.errstate(invalid="ignore"):
-            lam = np.where(np.isinf(w), 1.0, w / np.maximum(w + k + self.strength, 1e-12))
+        lam = np.empty(k.shape)
+        for f in np.unique(folds):
+            sel = folds == f
+            lam[sel] = _blend_share(self.blend if f < 0 else self.fold_weights[f], k[sel], self.strength)
         return lam
 
     def quantiles(self, k: np.ndarray, folds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -231,9 +246,8 @@ class Calibration:
             "prior_setting": self.prior_setting,
             "prior_cv_error": float(self.prior_cv_error),
             "strength": float(self.strength),
-            "w_cells": num(self.w_cells),
-            "w_sequence": num(self.w_sequence),
             "ks": self.ks.tolist(),
+            "blend": [num(w) for w in self.blend],
             "lo": self.lo.tolist(),
             "hi": self.hi.tolist(),
             "held_out": dict(self.held_out),
@@ -243,6 +257,7 @@ class Calibration:
             "fitted_on": self.fitted_on,
             "level": float(self.level),
             "n_draws": int(self.n_draws),
+            "temper": num(self.temper),
         }
 
     @classmethod
@@ -267,18 +282,18 @@ class Calibration:
                 prior_setting=str(data["prior_setting"]),
                 prior_cv_error=float(data["prior_cv_error"]),
                 strength=float(data["strength"]),
-                w_cells=float(data["w_cells"]),
-                w_sequence=float(data["w_sequence"]),
                 ks=arr("ks", 1),
+                blend=arr("blend", 1),
                 lo=arr("lo", 1),
                 hi=arr("hi", 1),
                 held_out={str(g): int(f) for g, f in dict(data.get("held_out") or {}).items()},
-                fold_weights=arr("fold_weights", 2).reshape(-1, 2),
+                fold_weights=arr("fold_weights", 2),
                 fold_lo=arr("fold_lo", 2),
                 fold_hi=arr("fold_hi", 2),
                 fitted_on=str(data.get("fitted_on", "validation")),
                 level=float(data.get("level", LEVEL)),
                 n_draws=int(data.get("n_draws", N_POSTERIOR)),
+                temper=float(data.get("temper", 1.0)),
             )
         except (KeyError, TypeError) as err:
             raise ValueError(f"not a calibration description ({err!r})") from err
@@ -289,6 +304,9 @@ class Calibration:
             and (out.prior_weights is None or (out.prior_weights.ndim == 2 and out.prior_weights.shape[1] == c))
             and len(out.lo) == k
             and len(out.hi) == k
+            and len(out.blend) == 3
+            and out.fold_weights.shape[0] == out.fold_lo.shape[0]
+            and (not len(out.fold_weights) or out.fold_weights.shape[1] == 3)
             and k >= 2
             and out.ks[0] == 0
             and out.fold_lo.shape == out.fold_hi.shape
@@ -314,15 +332,81 @@ def _conformal(residuals: np.ndarray, level: float) -> tuple[float, float]:
     return (float(r[lo]) if lo >= 0 else -np.inf), (float(r[hi]) if hi < n else np.inf)
 
 
-def _best_weight(head: np.ndarray, eb: np.ndarray, k: np.ndarray, truth: np.ndarray, strength: float) -> float:
-    """Return the weight in :data:`WEIGHT_GRID` whose blend errs least (mean absolute error) on the rows."""
-    if head.size == 0:
-        return 0.0
-    errs = []
-    for w in WEIGHT_GRID:
-        lam = 1.0 if np.isinf(w) else w / np.maximum(w + k + strength, 1e-12)
-        errs.append(np.abs(np.clip(lam * head + (1 - lam) * eb, 0, 1) - truth).mean())
-    return float(WEIGHT_GRID[int(np.argmin(errs))])
+def _share(w: np.ndarray | float, k: np.ndarray | float, strength: float) -> np.ndarray:
+    """Return the head's share ``w / (w + k + a)`` (1 where ``w`` is infinite)."""
+    w, k = np.asarray(w, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isinf(w), 1.0, w / np.maximum(w + k + strength, 1e-12))
+
+
+def _blend_share(blend: np.ndarray, k: np.ndarray, strength: float) -> np.ndarray:
+    """Return the head's share at ``k`` cells for ``blend = (w_sequence, w_cells, slope)``."""
+    k = np.asarray(k, dtype=np.float64)
+    w_cells = blend[1] * (np.maximum(k, 1e-12) / 10.0) ** blend[2]
+    return np.where(k > 0, _share(w_cells, k, strength), _share(blend[0], k, strength))
+
+
+#: How a blend setting is picked among the candidates: ``"best"`` (the least held-out error) or ``"head"`` (of the
+#: settings within one paired standard error of the best, over knockouts, the one the head is most preferred in:
+#: the most share without cells; with cells, the most share at the fewest cells less the share at the most).
+BLEND_RULE = "head"
+
+
+def _pick(scores: np.ndarray, preference: np.ndarray) -> int:
+    """Return the chosen setting from ``(settings, knockouts)`` scores and each setting's preference."""
+    mean = scores.mean(axis=1)
+    best = int(np.argmin(mean))
+    if BLEND_RULE == "best" or scores.shape[1] < 2:
+        return best
+    diff = scores - scores[best]
+    se = diff.std(axis=1, ddof=1) / np.sqrt(scores.shape[1])
+    ok = np.flatnonzero(diff.mean(axis=1) <= se + 1e-12)
+    return int(ok[np.argmax(preference[ok])])
+
+
+def _per_knockout(err: np.ndarray, ko: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Mean error per (knockout, group): ``(knockouts, groups)``."""
+    kos, ko_i = np.unique(ko, return_inverse=True)
+    cell = ko_i * n_groups + group
+    total = np.bincount(cell, err, minlength=len(kos) * n_groups)
+    count = np.maximum(np.bincount(cell, minlength=len(kos) * n_groups), 1)
+    return (total / count).reshape(len(kos), n_groups)
+
+
+def _fit_blend(rows: _Rows, sel: np.ndarray, strength: float) -> np.ndarray:
+    """Fit ``(w_sequence, w_cells, slope)`` on the rows ``sel`` by grid search.
+
+    ``w_sequence`` is scored by the sequence-only rows' mean absolute error; ``w_cells`` and ``slope`` by the mean
+    over ``k`` of each ``k``'s error relative to empirical Bayes' own (so many cells, where errors are small,
+    weigh as much as few). Each knockout's errors are averaged first, and :data:`BLEND_RULE` picks the setting.
+    """
+    out = np.zeros(3)
+    seq, cells = sel & (rows.k == 0), sel & (rows.k > 0)
+    if seq.any():
+        head, eb, truth, ko = rows.head[seq], rows.eb[seq], rows.truth[seq], rows.ko[seq]
+        zero = np.zeros(len(ko), dtype=np.int64)
+        lam = _share(WEIGHT_GRID, 0.0, strength)
+        scores = np.stack([
+            _per_knockout(np.abs(np.clip(s * head + (1 - s) * eb, 0, 1) - truth), ko, zero, 1)[:, 0] for s in lam
+        ])  # fmt: skip
+        out[0] = WEIGHT_GRID[_pick(scores, lam)]
+    if cells.any():
+        head, eb, k, truth, ko = rows.head[cells], rows.eb[cells], rows.k[cells], rows.truth[cells], rows.ko[cells]
+        levels, group = np.unique(k, return_inverse=True)
+        base = np.bincount(group, np.abs(eb - truth)) / np.bincount(group)
+        settings: list[tuple[float, float]] = []
+        cell_scores: list[np.ndarray] = []
+        preference: list[float] = []
+        for slope in SLOPES:
+            for w in CELL_WEIGHT_GRID:
+                lam = _share(w * (k / 10.0) ** slope, k, strength)
+                err = np.abs(np.clip(lam * head + (1 - lam) * eb, 0, 1) - truth)
+                cell_scores.append((_per_knockout(err, ko, group, len(levels)) / np.maximum(base, 1e-12)).mean(axis=1))
+                settings.append((float(w), float(slope)))
+                at_levels = _share(w * (levels / 10.0) ** slope, levels, strength)
+                preference.append(float(at_levels[0] - at_levels[-1]))  # the head at few cells, counting at many
+        out[1:] = settings[_pick(np.stack(cell_scores), np.asarray(preference))]
+    return out
 
 
 @dataclass
@@ -399,7 +483,7 @@ def fit_calibration(
     n_resamples: int = 16,
     n_targets: int = 8,
     target_noise: float = 0.05,
-    n_folds: int = 2,
+    n_folds: int | None = None,
 ) -> Calibration | None:
     """Fit the calibration of a trained model (see the module docstring).
 
@@ -423,7 +507,8 @@ def fit_calibration(
     target_noise
         Noise of the targets, as in training and evaluation.
     n_folds
-        Folds of the held-out knockouts for cross-fitted residuals (0 or 1: residuals in-sample).
+        Folds of the held-out knockouts for cross-fitted weights and residuals (default: one per knockout;
+        0 or 1: residuals in-sample).
 
     Returns
     -------
@@ -453,13 +538,13 @@ def fit_calibration(
         cf_prior = (props.sum(axis=0) - props) / (n - 1)
         weights, bias, setting = None, train_mean.copy(), "training mean (no features)"
         cv_error = float(tv(cf_prior, props).mean())
-    draws = simulate_draws(state_counts, cf_prior, STRENGTH_KS, n_sim=20, target_noise=target_noise, rng=rng)
-    strength, _ = choose_strength(draws, rng=seed)
+    draws = simulate_draws(state_counts, cf_prior, STRENGTH_KS, n_sim=N_SIM, target_noise=target_noise, rng=rng)
+    strength, temper, _ = choose_strength(draws, rng=seed)
     ks_arr = np.asarray(sorted(set(ks) | {0}), dtype=np.float64)
     cal = Calibration(
         train_mean=train_mean, prior_weights=weights, prior_bias=bias, prior_setting=setting,
-        prior_cv_error=float(cv_error), strength=strength, w_cells=0.0, w_sequence=0.0, ks=ks_arr,
-        lo=np.zeros(len(ks_arr)), hi=np.zeros(len(ks_arr)), fitted_on=fitted_on,
+        prior_cv_error=float(cv_error), strength=strength, ks=ks_arr, blend=np.zeros(3),
+        lo=np.zeros(len(ks_arr)), hi=np.zeros(len(ks_arr)), fitted_on=fitted_on, temper=temper,
     )  # fmt: skip
     feats = screen.feature_block(held) if feats_ok else None
     rows = _held_out_rows(
@@ -467,25 +552,20 @@ def fit_calibration(
         n_targets=n_targets, target_noise=target_noise, rng=rng,
     )  # fmt: skip
 
-    def fit_weights(sel: np.ndarray) -> tuple[float, float]:
-        cells, seq = sel & (rows.k > 0), sel & (rows.k == 0)
-        return (
-            _best_weight(rows.head[cells], rows.eb[cells], rows.k[cells], rows.truth[cells], strength),
-            _best_weight(rows.head[seq], rows.eb[seq], rows.k[seq], rows.truth[seq], strength),
-        )
+    def fit_weights(sel: np.ndarray) -> np.ndarray:
+        return _fit_blend(rows, sel, strength)
 
-    def residuals(sel: np.ndarray, w: tuple[float, float]) -> np.ndarray:
-        w_k = np.where(rows.k[sel] > 0, w[0], w[1])
-        with np.errstate(invalid="ignore"):
-            lam = np.where(np.isinf(w_k), 1.0, w_k / np.maximum(w_k + rows.k[sel] + strength, 1e-12))
+    def residuals(sel: np.ndarray, w: np.ndarray) -> np.ndarray:
+        lam = _blend_share(w, rows.k[sel], strength)
         d = np.clip(lam * rows.head[sel] + (1 - lam) * rows.eb[sel], 0, 1)
         return (rows.truth[sel] - d) / np.maximum(rows.sd[sel], MIN_SCALE)
 
     everything = np.ones(rows.k.shape, dtype=bool)
-    cal.w_cells, cal.w_sequence = fit_weights(everything)
+    cal.blend = fit_weights(everything)
     n_held = len(held)
     folds = np.full(n_held, -1)
-    if n_folds >= 2 and n_held >= 2 * n_folds and fitted_on == "validation":
+    n_folds = n_held if n_folds is None else n_folds
+    if n_folds >= 2 and n_held >= max(n_folds, 4) and fitted_on == "validation":
         folds = rng.permutation(n_held) % n_folds
     scaled = np.zeros(rows.k.shape)
     if folds.max() >= 0:
@@ -498,7 +578,7 @@ def fit_calibration(
         cal.fold_weights = np.asarray(fold_w, dtype=np.float64)
         cal.held_out = {g: int(f) for g, f in zip(held, folds, strict=True)}
     else:
-        scaled = residuals(everything, (cal.w_cells, cal.w_sequence))
+        scaled = residuals(everything, cal.blend)
 
     def quantiles(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lo, hi = np.zeros(len(ks_arr)), np.zeros(len(ks_arr))
@@ -520,7 +600,8 @@ def fit_calibration(
         cal.fold_lo = np.stack([p[0] for p in per_fold])
         cal.fold_hi = np.stack([p[1] for p in per_fold])
     logger.info(
-        "calibration: prior %s (CV error %.4f), strength a=%.3g, w_cells=%.3g, w_sequence=%.3g (%s knockouts)",
-        setting, cv_error, strength, cal.w_cells, cal.w_sequence, fitted_on,
+        "calibration: prior %s (CV error %.4f), strength a=%.3g, temper %.3g, head's share %s at k=%s (%s knockouts)",
+        setting, cv_error, strength, temper, np.round(_blend_share(cal.blend, ks_arr, strength), 2).tolist(),
+        ks_arr.astype(int).tolist(), fitted_on,
     )  # fmt: skip
     return cal

@@ -17,11 +17,18 @@ import pandas as pd
 from .._constants import KEYS
 from .._errors import RunError
 from .._utils import write_json_atomic, write_text_atomic
-from ..data import GeneFeatures, Screen
+from ..data import EMBED_KEY, GeneFeatures, Screen
 from ..nn import ModelConfig
-from ..train import Split, TrainConfig, model_config_for, preset, split_perturbations, train_statistic
-from ..train._data import resolve_io
-from ..train._dist import is_main_process
+from ..train import (
+    Split,
+    TrainConfig,
+    is_main_process,
+    model_config_for,
+    preset,
+    resolve_io,
+    split_perturbations,
+    train_statistic,
+)
 from ._calibration import fit_calibration
 from ._model import PerturbScoreModel
 from ._rundir import _foreign_entries, is_run_dir, prepare_run_dir
@@ -38,18 +45,29 @@ SPLIT_CATEGORIES = ("train", "validation", "test", "control", "not used")
 
 
 def as_screen(
-    data: Screen | ad.AnnData | str | Path, *, features: GeneFeatures | str | Path | None = None, **read_kw: Any
+    data: Screen | ad.AnnData | str | Path,
+    *,
+    features: GeneFeatures | str | Path | None = None,
+    embedding_key: str | None = EMBED_KEY,
+    **read_kw: Any,
 ) -> Screen:
-    """Turn an AnnData, a path or a :class:`Screen` into a validated :class:`Screen`."""
+    """Turn an AnnData, a path or a :class:`Screen` into a validated :class:`Screen`.
+
+    The cells' stored embedding under ``embedding_key`` (:func:`perturbscore.pp.embed`: ``obsm``/``uns``, or a
+    store beside the file) is attached when it belongs to the screen (``None``: never).
+    """
+    from ..pp import attach_embedding
+
     if isinstance(data, Screen):
         if features is not None:
             from ..io import read_features
 
             data.features = features if isinstance(features, GeneFeatures) else read_features(features)
-        return data
+        return data if embedding_key is None else attach_embedding(data, key=embedding_key)
     from ..io import read_screen
 
-    return read_screen(data, features=features, **read_kw)
+    screen = read_screen(data, features=features, **read_kw)
+    return screen if embedding_key is None else attach_embedding(screen, data, key=embedding_key)
 
 
 def check_run_dir(out: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
@@ -98,6 +116,7 @@ def fit(
     backed: bool = False,
     allow_missing_features: bool = False,
     key_added: str = FIT_KEY,
+    embedding_key: str | None = EMBED_KEY,
     preset_name: str = "default",
     config: TrainConfig | None = None,
     model_overrides: dict[str, Any] | None = None,
@@ -128,6 +147,10 @@ def fit(
         An in-memory AnnData gets ``adata.uns[key_added]`` (``params``: keys, states, run directory, preset;
         ``split``: the perturbations of each part) and ``adata.obs[key_added + "_split"]`` (each cell's part:
         train, validation, test, control or not used).
+    embedding_key
+        The cells' stored embedding to train on (:func:`perturbscore.pp.embed`: ``obsm``/``uns`` of an AnnData, or
+        a store beside an ``.h5ad``), used when it belongs to the screen and has the model's front-end shape;
+        without one the front end is fitted and every cell embedded once before the first step. ``None``: never.
     preset_name
         ``"default"``, ``"seed-baseline"`` (no T, 60 cells) or ``"seed-full"``.
     config
@@ -163,14 +186,15 @@ def fit(
     tcfg, mover = preset(preset_name, **overrides)  # a bad option fails before the screen is read, too
     keys = {"perturbation_key": perturbation_key, "state_key": state_key, "control": control, "layer": layer}
     screen = as_screen(
-        data, features=features, **keys, min_cells=min_cells, small=small, backed=backed,
-        allow_missing_features=allow_missing_features,
+        data, features=features, embedding_key=embedding_key, **keys, min_cells=min_cells, small=small,
+        backed=backed, allow_missing_features=allow_missing_features,
     )  # fmt: skip
     if config is not None:
         tcfg = config
     mover |= model_overrides or {}
-    tcfg = resolve_io(tcfg, screen)  # record the sampling window and prefetch actually used
     mcfg = model_config_for(screen, tcfg, **mover)
+    # record the sampling window and prefetch actually used (a PCA front end reads embedded cells, never the matrix)
+    tcfg = resolve_io(tcfg, screen, front_end=mcfg.front_end)
     main = is_main_process()  # under DDP every process runs this; only rank 0 writes the run's files
     if out is None:
         if not main:

@@ -16,6 +16,7 @@ import torch
 from .. import __version__
 from .._errors import InputError, RunError
 from .._utils import atomic_path, write_json_atomic
+from ..data import EmbeddedCells
 from ..nn import ModelConfig, PerturbationStatistic
 from ..train import TrainConfig, build_net
 from ._calibration import CALIBRATION_FILE, CalibratedDistance, Calibration
@@ -79,7 +80,14 @@ class PerturbScoreModel:
         """Whether the model can score genes from sequence features alone."""
         return self.net.recognizer is not None
 
-    def _inputs(self, cells: sp.spmatrix | np.ndarray) -> sp.csr_matrix | torch.Tensor:
+    def _inputs(self, cells: sp.spmatrix | np.ndarray | EmbeddedCells) -> sp.csr_matrix | torch.Tensor:
+        if isinstance(cells, EmbeddedCells):  # stored front-end coordinates (pp.embed): no projection
+            if cells.fingerprint != self.net.front.fingerprint:
+                raise InputError(
+                    "these cells' stored coordinates were made by another front end than this model's; pass their "
+                    "expression instead (or embed the screen with the model's front end)"
+                )
+            return cells.tensor()
         x = sp.csr_matrix(cells, dtype=np.float32)
         if x.shape[1] != len(self.gene_names):
             raise InputError(
@@ -97,6 +105,9 @@ class PerturbScoreModel:
         """
         if isinstance(cells, sp.spmatrix | np.ndarray) or not hasattr(cells, "obs"):
             return self.net.programs(self._inputs(cells)).numpy()
+        stored = _stored_coordinates(cells, self.net.front, layer)  # obsm of pp.embed, when it is this front end's
+        if stored is not None:
+            return self.net.programs(stored).numpy()
         blocks = [self.net.programs(self._inputs(x)).numpy() for _, x in self._blocks(cells, layer)]
         return np.vstack(blocks) if blocks else np.zeros((0, self.model_config.n_programs), dtype=np.float32)
 
@@ -413,6 +424,18 @@ def _read_calibration(path: Path) -> Calibration | None:
         return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError) as err:
         raise RunError(f"{path} is not a perturbscore calibration ({err}); re-train or delete it") from err
+
+
+def _stored_coordinates(adata: ad.AnnData, front: Any, layer: str | None) -> torch.Tensor | None:
+    """Every cell's coordinates in ``adata.obsm`` (:func:`perturbscore.pp.embed` of ``layer``) if made by ``front``."""
+    from ..pp import embedding_from
+
+    emb = embedding_from(adata) if getattr(front, "kind", "") == "pca" else None
+    if emb is None or not emb.matches(front) or emb.n_cells != adata.n_obs:
+        return None
+    if str(emb.params.get("layer", "X")) != ("X" if layer is None else layer):
+        return None
+    return torch.from_numpy(np.ascontiguousarray(emb.values, dtype=np.float32))
 
 
 def _read_evaluation(run_dir: Path) -> dict[str, Any] | None:

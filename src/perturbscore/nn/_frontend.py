@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 
+from ..data._embedding import project_cells, state_fingerprint
 from ._config import ModelConfig
 
 #: Up to this many selected genes the PCA is an eigendecomposition of their Gram matrix (small, exact).
@@ -30,6 +34,46 @@ class FrontEnd(nn.Module):
         self.register_buffer("sd", torch.ones(n_sel))
         self.register_buffer("components", torch.zeros(n_in, n_sel) if self.kind == "pca" else torch.zeros(0))
 
+    # -- the fitted map as plain arrays (stored with an embedding; no pickle) -------------------
+    def state(self, *, copy: bool = True) -> dict[str, Any]:
+        """Return the fitted map as plain arrays: ``kind``, ``gene_index``, ``mean``, ``sd``, ``components``.
+
+        ``gene_index`` is int64, the rest float32 (``components`` ``(n_components, n_selected)``; empty for
+        ``front_end="genes"``). :meth:`load_state` reads it back, :func:`~perturbscore.data.state_fingerprint`
+        hashes it. ``copy=False`` returns views of the buffers (on CPU), to read at once.
+        """
+        out: dict[str, Any] = {"kind": self.kind}
+        for name, dtype in (("gene_index", np.int64), ("mean", np.float32), ("sd", np.float32),
+                            ("components", np.float32)):  # fmt: skip
+            arr = getattr(self, name).detach().cpu().numpy()
+            out[name] = arr.astype(dtype, copy=copy)
+        return out
+
+    @torch.no_grad()
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        """Set the fitted map from :meth:`state`'s arrays (lists are fine); shapes must match this front end."""
+        kind = str(state.get("kind", "pca"))
+        if kind != self.kind:
+            raise ValueError(f"the stored front end is {kind!r}; this model's is {self.kind!r}")
+        for name in ("gene_index", "mean", "sd", "components"):
+            buf = getattr(self, name)
+            value = torch.as_tensor(np.asarray(state[name]), dtype=buf.dtype)
+            if tuple(value.shape) != tuple(buf.shape):
+                raise ValueError(
+                    f"the stored front end's {name} has shape {tuple(value.shape)}; this model's has {tuple(buf.shape)}"
+                )
+            buf.copy_(value)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the fitted map (:func:`~perturbscore.data.state_fingerprint`), recomputed after the buffers change."""
+        version = tuple((b.data_ptr(), b._version) for b in (self.gene_index, self.mean, self.sd, self.components))
+        cached = getattr(self, "_fingerprint", None)
+        if cached is None or cached[0] != version:
+            cached = (version, state_fingerprint(self.state(copy=False)))
+            self._fingerprint = cached
+        return cached[1]
+
     @property
     def projection(self) -> np.ndarray:
         """``(n_components, n_selected)`` map from raw selected genes, with the 1/sd folded in."""
@@ -39,11 +83,7 @@ class FrontEnd(nn.Module):
         """Cells ``(N, n_genes)`` -> f's input: CSR unchanged, or dense ``(N, n_components)`` for PCA."""
         if self.kind != "pca":
             return x
-        sel = sp.csr_matrix(x)[:, self.gene_index.cpu().numpy()]  # (N, n_sel)
-        proj = self.projection  # (n_comp, n_sel)
-        offset = proj @ self.mean.cpu().numpy()  # (n_comp,)
-        z = np.asarray(sel @ proj.T, dtype=np.float32) - offset  # (N, n_comp)
-        return torch.from_numpy(z.astype(np.float32))
+        return torch.from_numpy(project_cells(self.state(copy=False), x))  # (N, n_comp)
 
     def gene_loadings(self, weight: torch.Tensor, n_genes: int) -> np.ndarray:
         """Express f's weight ``(m1, n_inputs)`` as loadings on all ``n_genes`` raw genes."""

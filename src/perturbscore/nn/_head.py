@@ -87,7 +87,10 @@ class StructuredDistanceHead(nn.Module):
 
     def decode(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
         """Decode the state mix ``(P, C)`` of statistics ``(P, m2 [+ C])`` (``log_k``: cells behind each, 0 = none)."""
-        q_s = self.proportions(stat[:, : self.n_stat])
+        return self._blend(self.proportions(stat[:, : self.n_stat]), stat, log_k)
+
+    def _blend(self, q_s: torch.Tensor, stat: torch.Tensor, log_k: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`decode` given ``q_s``, the mix decoded from ``G``'s part of ``stat``."""
         if self.mix_logit is None or stat.shape[1] == self.n_stat:  # no mix channel, or G's part alone
             return q_s
         m = stat[:, self.n_stat :].clamp_min(0.0)
@@ -100,11 +103,33 @@ class StructuredDistanceHead(nn.Module):
 
     def forward(self, stat: torch.Tensor, targets: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor:
         """Distances ``(P, T)`` for statistics ``(P, m2 [+ C])``, targets ``(P, T, C)`` and ``log_k`` ``(P,)``."""
-        P, T, _ = targets.shape
-        q_hat = self.decode(stat, log_k)[:, None, :].expand(P, T, -1)  # (P, T, C)
-        gap = (q_hat - targets).abs()  # (P, T, C)
-        tv = 0.5 * gap.sum(-1, keepdim=True)  # (P, T, 1)
-        lk = torch.zeros(P, device=stat.device) if log_k is None else log_k.to(stat.dtype)
-        s = stat[:, None, : self.n_stat].expand(P, T, -1)
-        parts = [s, targets, q_hat, gap, tv, lk[:, None, None].expand(P, T, 1)]
-        return torch.sigmoid(self.net(torch.cat(parts, dim=-1)).squeeze(-1))  # (P, T)
+        return self.forward_many([(stat, targets, log_k)])[0][0]
+
+    def forward_many(
+        self, calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """:meth:`forward` and :meth:`decode` of several ``(stat, targets, log_k)``, each network run once on all.
+
+        Returns the distances ``(P_i, T_i)`` and the decoded mixes ``(P_i, C)`` of each call.
+        """
+        sizes = [stat.shape[0] for stat, _, _ in calls]
+        core = (
+            torch.cat([stat[:, : self.n_stat] for stat, _, _ in calls])
+            if len(calls) > 1
+            else calls[0][0][:, : self.n_stat]
+        )
+        q_s = self.proportions(core).split(sizes)  # each (P_i, C)
+        mixes, rows = [], []
+        for (stat, targets, log_k), q in zip(calls, q_s, strict=True):
+            P, T, _ = targets.shape
+            q_hat = self._blend(q, stat, log_k)  # (P, C)
+            mixes.append(q_hat)
+            q_pt = q_hat[:, None, :].expand(P, T, -1)  # (P, T, C)
+            gap = (q_pt - targets).abs()  # (P, T, C)
+            tv = 0.5 * gap.sum(-1, keepdim=True)  # (P, T, 1)
+            lk = torch.zeros(P, device=stat.device) if log_k is None else log_k.to(stat.dtype)
+            s = stat[:, None, : self.n_stat].expand(P, T, -1)
+            rows.append(torch.cat([s, targets, q_pt, gap, tv, lk[:, None, None].expand(P, T, 1)], dim=-1).flatten(0, 1))
+        x = torch.cat(rows) if len(rows) > 1 else rows[0]  # (sum P_i T_i, n_in)
+        out = torch.sigmoid(self.net(x).squeeze(-1)).split([t.shape[0] * t.shape[1] for _, t, _ in calls])
+        return [o.view(t.shape[0], t.shape[1]) for o, (_, t, _) in zip(out, calls, strict=True)], mixes

@@ -50,6 +50,43 @@ def _weighted_ridge(
     return loo, coef, intercept
 
 
+def _loo_operators(
+    xp: torch.Tensor, choices: torch.Tensor, weights: torch.Tensor | None
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Return the leave-one-out predictions of :func:`_weighted_ridge` as linear maps of the targets, ``M @ y``.
+
+    For fixed inputs ``xp`` ``(P, D)``, weights and ``(rank, penalty)``, the exact leave-one-out prediction of
+    every gene is linear in the targets: ``M = I - diag(1 / (1 - h)) R^-1 (I - A) R (I - 1 s^T)``, with ``A`` the
+    hat matrix, ``h`` the leverages (the intercept's included), ``R = diag(sqrt(w))`` and ``s`` the weights'
+    shares. Returns ``(columns, M)`` per distinct choice in ``choices`` (detached, ``(P, P)``): the targets'
+    columns that choice serves and its map, so a later step can reuse a fit for new targets at the cost of one
+    product.
+    """
+    xp = xp.detach()
+    n = xp.shape[0]
+    eye = torch.eye(n, dtype=xp.dtype, device=xp.device)
+    if weights is None:
+        root = torch.ones(n, dtype=xp.dtype, device=xp.device)
+        share = torch.full((n,), 1.0 / n, dtype=xp.dtype, device=xp.device)
+        xw = xp
+    else:
+        w = weights.detach().to(xp.dtype)
+        root, share = w.sqrt(), w / w.sum()
+        xw = (xp - share @ xp) * root[:, None]
+    centre = eye - share[None, :]  # (P, P): y - weighted mean of y
+    out = []
+    for rank_alpha in torch.unique(choices, dim=0):
+        cols = (choices == rank_alpha).all(1)
+        rank, alpha = int(rank_alpha[0]), float(rank_alpha[1])
+        xr = xw[:, :rank]
+        gram = xr @ xr.T  # (P, P)
+        hat_mat = gram @ torch.linalg.inv(gram + alpha * eye)
+        hat = torch.diagonal(hat_mat) + share
+        resid = ((eye - hat_mat) @ (root[:, None] * centre)) / root[:, None]  # (P, P): residuals per unit target
+        out.append((cols, eye - resid / (1.0 - hat).clamp_min(1e-6)[:, None]))
+    return out
+
+
 def _loo_errors(
     x: torch.Tensor, yc: torch.Tensor, scale: torch.Tensor, weights: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -101,6 +101,19 @@ class PerturbationStatistic(nn.Module):
         """H: predicted TV distances ``(P, T)`` from statistics ``(P, m2 [+ C])`` and targets ``(P, T, C)``."""
         return self.head(stat, targets, log_k)
 
+    def distances(
+        self, calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """H on several ``(stat, targets, log_k)`` at once: distances ``(P_i, T_i)`` and decoded mixes ``(P_i, C)``.
+
+        The same numbers as :meth:`distance` and :meth:`proportions` call by call; a structured head runs its
+        networks once on all of them (a head without a decoded mix gives ``None`` mixes).
+        """
+        many = getattr(self.head, "forward_many", None)
+        if many is not None:
+            return many(calls)
+        return [self.head(*call) for call in calls], [self.proportions(s, lk) for s, _, lk in calls]
+
     def proportions(self, stat: torch.Tensor, log_k: torch.Tensor | None = None) -> torch.Tensor | None:
         """Decode the state mix ``(P, C)`` where the head has one, else ``None`` (``log_k``: cells behind each)."""
         decode = getattr(self.head, "decode", None)
@@ -138,6 +151,7 @@ class PerturbationStatistic(nn.Module):
         *,
         robust: float = 0.0,
         subsample: float = 0.0,
+        refit: bool = True,
     ) -> torch.Tensor:
         """T during training: closed-form heads fit on ``target`` and return leave-one-out predictions.
 
@@ -145,10 +159,12 @@ class PerturbationStatistic(nn.Module):
         ``rows`` (bool or index) selects the genes of ``features`` that ``target`` belongs to. For a closed-form
         head (:meth:`SequenceRecognizer.fit_predict`), ``robust`` down-weights knockouts that ``T`` predicts
         badly (Huber weights from ``G``'s part of the residuals) and ``subsample`` folds a fit to a random share
-        of the knockouts into the stored read-out instead of the full fit.
+        of the knockouts into the stored read-out instead of the full fit. ``refit=False`` reuses the last fit
+        for the new ``target`` (one product; see :meth:`SequenceRecognizer.fit_predict`).
         """
         if self.recognizer is not None and self.recognizer.head == "ridge":
             return self.recognizer.fit_predict(
-                features, target, rows, robust=robust, robust_dims=self.config.n_stat, subsample=subsample
-            )
+                features, target, rows, robust=robust, robust_dims=self.config.n_stat, subsample=subsample,
+                refit=refit,
+            )  # fmt: skip
         return self.recognize(features, rows)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .._errors import InputError
 from ..evaluation import summarise
-from ._training import _new_ax
+from ._training import _new_ax, _root
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -26,6 +26,7 @@ METHOD_LABELS = {
     "seed_baseline": "model without sequence network",
     "empirical": "observed labels",
     "shrunk": "observed labels, pulled to the average",
+    "empirical_bayes": "observed labels, pulled to a sequence prior",
     "train_mean": "average training knockout",
     "ridge": "ridge on sequence",
     "pcr": "principal-component regression on sequence",
@@ -99,7 +100,7 @@ def plot_mae_vs_k(results: Mapping[str, Any], *, ax: Axes | None = None) -> Figu
     ax.set_ylim(bottom=0)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(frameon=False, fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return ax.figure
+    return _root(ax)
 
 
 def plot_pred_vs_true(
@@ -133,8 +134,8 @@ def plot_pred_vs_true(
     ax.set_xlabel("true distance to the target")
     ax.set_ylabel("predicted distance")
     mae = float(np.nanmean(np.abs(pred - true))) if pred.size else float("nan")
-    ax.set_title(f"{label + ': ' if label else ''}MAE {mae:.3f}", fontsize="medium")
-    return ax.figure
+    ax.set_title(f"{label + ': ' if label else ''}mean error {mae:.3f}", fontsize="medium")
+    return _root(ax)
 
 
 def plot_ranking(df: pd.DataFrame, *, top: int = 20, title: str | None = None, ax: Axes | None = None) -> Figure:
@@ -165,7 +166,7 @@ def plot_ranking(df: pd.DataFrame, *, top: int = 20, title: str | None = None, a
     if top < 1:
         raise InputError(f"top must be >= 1, got {top}")
     shown = df.sort_values("pred", kind="stable").head(top).iloc[::-1]  # best at the top of the axes
-    ax = _new_ax(ax, figsize=(7.0, 0.3 * len(shown) + 1.4))
+    ax = _new_ax(ax, figsize=(8.5, 0.3 * len(shown) + 1.4))
     y = np.arange(len(shown))
     pred = shown["pred"].to_numpy(float)
     lo, hi = shown["lo"].to_numpy(float), shown["hi"].to_numpy(float)
@@ -189,6 +190,7 @@ def plot_ranking(df: pd.DataFrame, *, top: int = 20, title: str | None = None, a
         handles=[Patch(color=_SOURCE_COLOURS.get(s, "C2"), label=names.get(s, s)) for s in sources],
         frameon=False,
         fontsize=MIN_FONT,
-        loc="lower right",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),  # beside the bars: never over a whisker
     )
-    return ax.figure
+    return _root(ax)

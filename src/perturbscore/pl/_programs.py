@@ -6,6 +6,8 @@ are built without pyplot, so no global figure state is touched (safe in scripts,
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
@@ -28,7 +30,8 @@ def wrap_title(ax: Axes, title: str, *, fontsize: float = 11) -> None:
     """Set ``title`` wrapped to the width of ``ax``'s figure, so a long title is never clipped."""
     import textwrap
 
-    width_in = ax.get_figure().get_figwidth()
+    fig: Any = ax.get_figure(root=True)
+    width_in = fig.get_figwidth()
     chars = max(20, int(width_in * 72 / (fontsize * 0.55)))
     ax.set_title("\n".join(textwrap.wrap(title, chars)), fontsize=fontsize)
 
@@ -45,7 +48,9 @@ def tick_label(name: object) -> str:
 
 def _figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
-        return ax.get_figure(), ax
+        fig = ax.get_figure(root=True)
+        assert fig is not None
+        return fig, ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.add_subplot()
 

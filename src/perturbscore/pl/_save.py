@@ -153,7 +153,7 @@ def _evaluation(results: Mapping[str, Any] | None) -> dict[str, Callable[[], Fig
 def _scatter(results: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
     """Return the predicted/true pairs: top-level ``scatter``, else the learned model's own entry."""
     models = results.get("models") or {}
-    candidates = [(results.get("scatter"), "learned model")]
+    candidates = [(results.get("scatter"), "this model")]
     candidates += [((models.get(key) or {}).get("scatter"), key) for key in _LEARNED]
     for sc, label in candidates:
         if isinstance(sc, Mapping) and sc.get("pred") and len(sc["pred"]) == len(sc.get("true") or []):

@@ -24,6 +24,13 @@ _CURVES: dict[str, tuple[str, str, str, str]] = {
 }
 
 
+def _root(ax: Axes) -> Figure:
+    """Return the figure holding ``ax`` (its root figure, not a subfigure)."""
+    fig = ax.get_figure(root=True)
+    assert fig is not None
+    return fig
+
+
 def _new_ax(ax: Axes | None, *, figsize: tuple[float, float] = (5.0, 3.5)) -> Axes:
     if ax is not None:
         return ax
@@ -95,7 +102,7 @@ def plot_training_curves(
         ax.text(0.5, 0.5, "no logged values", ha="center", va="center", transform=ax.transAxes)
     if title:
         ax.set_title(title)
-    return ax.figure
+    return _root(ax)
 
 
 def figure1(baseline_metrics: pd.DataFrame, full_metrics: pd.DataFrame) -> Figure:

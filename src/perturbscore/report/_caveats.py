@@ -17,13 +17,16 @@ from ..tl import sequence_verdict
 
 #: Learned-model keys in ``eval.json`` (the first present is checked), and the baselines it must beat.
 LEARNED_KEYS = ("perturbscore", "full")
-CELL_BASELINES = ("empirical", "shrunk")
-SEQUENCE_BASELINES = ("ridge", "pcr", "knn")
+CELL_BASELINES = ("empirical", "shrunk", "empirical_bayes")
+SEQUENCE_BASELINES = ("empirical_bayes", "ridge", "pcr", "knn")
+#: Coverage of the 95 % intervals outside this range is a caveat.
+COVERAGE_RANGE = (0.90, 0.97)
 #: Fewer held-out knockouts than this and the evaluation's figures are called rough.
 MIN_VALIDATION = 20
 _NAMES = {
     "empirical": "empirical",
     "shrunk": "shrunk empirical",
+    "empirical_bayes": "empirical-Bayes (label counts plus a feature prior)",
     "ridge": "ridge",
     "pcr": "PCR",
     "knn": "k-NN",
@@ -49,8 +52,8 @@ def derive_caveats(results: Mapping[str, Any], *, split: Mapping[str, Any] | Non
 
     In order: a validation set of fewer than :data:`MIN_VALIDATION` knockouts; a sequence path no better than
     predicting the training mean; one sentence per ``k`` where the learned model's ``mae_cells`` exceeds the
-    empirical or shrunk baseline's; one where its ``mae_sequence`` exceeds the ridge, PCR or k-NN feature
-    regression's.
+    empirical, shrunk or empirical-Bayes baseline's; one where its ``mae_sequence`` exceeds the empirical-Bayes
+    prior's or the ridge, PCR or k-NN feature regression's.
 
     Parameters
     ----------
@@ -111,6 +114,15 @@ def derive_caveats(results: Mapping[str, Any], *, split: Mapping[str, Any] | Non
             out.append(f"For genes without cells (from sequence features alone), the model's prediction error "
                        f"({ours:.3f}) is higher than {_list(beaten)}: for unseen genes, a plain regression on "
                        "the features is the better predictor on this evaluation.")  # fmt: skip
+    coverage = {f"{int(k)} cells": _mean(v) for k, v in (model.get("coverage") or {}).items()}
+    coverage["sequence alone"] = _mean(model.get("coverage_sequence"))
+    lo, hi = COVERAGE_RANGE
+    off = {where: c for where, c in coverage.items() if c is not None and not lo <= c <= hi}
+    if off:
+        shown = ", ".join(f"{c:.0%} of the time with {where}" for where, c in off.items())
+        reading = ("too narrow" if max(off.values()) < lo else "wider than needed" if min(off.values()) > hi
+                   else "not calibrated there")  # fmt: skip
+        out.append(f"The 95% intervals held the true distance of held-out knockouts {shown}: they are {reading}.")
     return out
 
 
@@ -127,8 +139,11 @@ def score_caveats(scores: pd.DataFrame, *, split: Mapping[str, Any] | None = Non
     params = scores.attrs.get("params", {}) or {}
     cells = scores[scores["source"] == "cells"]
     if len(cells) and {"lo", "hi"} <= set(cells.columns) and cells["lo"].notna().any():
-        text = ("The 95% intervals of knockouts with cells show how much the prediction moves with the sample of "
-                "cells; they do not include the model's own error.")  # fmt: skip
+        conformal = cells["interval"].astype(str).str.startswith("conformal").any() if "interval" in cells else False
+        text = (("The 95% intervals are conformal: calibrated on the errors of held-out knockouts, they include the "
+                 "model's own error as well as the sampling of cells.") if conformal else
+                ("The 95% intervals of knockouts with cells show how much the prediction moves with the sample of "
+                 "cells; they do not include the model's own error."))  # fmt: skip
         val = set((split or {}).get("val") or [])
         held = cells[cells["gene"].isin(val) & cells["empirical_distance"].notna() & cells["lo"].notna()]
         if len(held):

@@ -17,6 +17,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,10 @@ METHODS: dict[str, tuple[str, str]] = {
     "seed_baseline": ("Model without the sequence network", "the knockout's cells"),
     "empirical": ("Observed state labels", "the state labels of the same cells"),
     "shrunk": ("Observed labels, pulled towards the average", "the state labels of the same cells"),
+    "empirical_bayes": (
+        "Observed labels, pulled towards a sequence prior",
+        "the same cells' labels and the gene's sequence features",
+    ),
     "train_mean": ("Average training knockout", "nothing: the same mix for every gene"),
     "ridge": ("Ridge regression", "sequence features"),
     "pcr": ("Principal-component regression", "sequence features"),
@@ -136,6 +141,13 @@ def _fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float | np.floating):
         return f"{float(value):.{digits}f}"
     return str(value)
+
+
+def _fmt_p(value: Any) -> str:
+    """Format a p- or q-value: three decimals, or two significant digits below 0.001 (``3.2e-08``)."""
+    if value is None or pd.isna(value):
+        return "—"
+    return f"{float(value):.3f}" if float(value) >= 0.001 else f"{float(value):.1e}"
 
 
 def _cell(text: Any, *, bold: bool = False) -> dict[str, Any]:
@@ -227,7 +239,7 @@ def _load(run: Path) -> _Run:
                                 "diagnostics"), ("eval.json", "evaluation", "quality")):  # fmt: skip
         path = run / name
         if path.is_file():
-            value = attempt(section, name, lambda p=path: _read_json(p))
+            value = attempt(section, name, partial(_read_json, path))
             if value is not None and not isinstance(value, dict):
                 out.error(section, f"{name} should hold a JSON object; it could not be shown.")
                 value = None
@@ -258,7 +270,7 @@ def _load(run: Path) -> _Run:
             out.error("caveats", "caveats.json should hold a JSON list of sentences; it could not be shown.")
     plots = run / "plots"
     for f in sorted(plots.glob("*.png")) if plots.is_dir() else []:
-        uri = attempt("diagnostics", f"plots/{f.name}", lambda f=f: _png_uri(f))
+        uri = attempt("diagnostics", f"plots/{f.name}", partial(_png_uri, f))
         if uri is None:
             out.error("diagnostics", f"plots/{f.name} is not a PNG image; skipped.")
         else:
@@ -285,11 +297,11 @@ def _figures(run: _Run, section: str) -> list[dict[str, Any]]:
 def _targets_info(scores: pd.DataFrame) -> dict[str, dict[str, Any]]:
     """Per target (in table order): its mix and constraints, from the params or else from the columns."""
     params = scores.attrs.get("params", {}) or {}
-    recorded = params.get("targets") if isinstance(params.get("targets"), dict) else {}
+    recorded: dict[str, Any] = params["targets"] if isinstance(params.get("targets"), dict) else {}
     states = [str(s) for s in params.get("states", [])]
     out: dict[str, dict[str, Any]] = {}
     for name in dict.fromkeys(scores["target"].astype(str)) if "target" in scores else ["(single target)"]:
-        info = recorded.get(name) if isinstance(recorded.get(name), dict) else {}
+        info: dict[str, Any] = recorded[name] if isinstance(recorded.get(name), dict) else {}
         mix = info.get("mix")
         if isinstance(mix, dict) and states:
             described = describe_mix(np.array([float(mix.get(s, 0.0)) for s in states]), states)
@@ -375,7 +387,9 @@ def _answer(run: _Run) -> dict[str, Any]:
         }
         n_fail = int((~sub["constraint_ok"].astype(bool)).sum()) if "constraint_ok" in sub else 0
         if n_fail and params.get("constraint_mode", "filter") == "filter":
-            entry["notes"].append(_note(f"{n_fail} knockouts break the constraint ({cons}) and are not ranked."))
+            who = "1 knockout breaks" if n_fail == 1 else f"{n_fail} knockouts break"
+            entry["notes"].append(_note(f"{who} the constraint ({cons}) and {'is' if n_fail == 1 else 'are'} not "
+                                        "ranked."))  # fmt: skip
         flagged = sub[sub["flag"].astype(str).str.len() > 0] if "flag" in sub else sub.iloc[:0]
         if len(flagged):
             entry["notes"].append(_note(f"{flagged['gene'].nunique():,} genes scored from sequence alone are not "
@@ -519,7 +533,7 @@ def _programs(run: _Run) -> dict[str, Any]:
                                    "(Benjamini–Hochberg). The most significant:")  # fmt: skip
         rows = [[str(r.get("program", "")).replace("_", " "),
                  {"+": "positive", "-": "negative"}.get(str(r.get("direction")), str(r.get("direction", ""))),
-                 str(r.get("set")), str(r.get("method", "")), _fmt(r.get("_q"), 3), _genes(r.get("genes"))]
+                 str(r.get("set")), str(r.get("method", "")), _fmt_p(r.get("_q")), _genes(r.get("genes"))]
                 for _, r in shown.iterrows()]  # fmt: skip
         out["enrichment"] = _table([("Program", False), ("Weights", False), ("Gene set", False), ("Test", False),
                                     ("q", True), ("Genes driving it", False)], rows)  # fmt: skip

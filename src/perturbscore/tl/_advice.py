@@ -87,10 +87,14 @@ def program_activities(models: list[PerturbScoreModel], screen: Screen, perturba
             f"perturbation {perturbation!r} is not in the screen ({len(screen.perturbations)} perturbations, e.g. "
             f"{screen.perturbations[:5]}); check the spelling or the --min-cells filter"
         )
-    cells = screen.rows.take(screen.cell_index[screen.index_of(perturbation)])  # (n, genes) CSR
-    out = []
+    rows = screen.cell_index[screen.index_of(perturbation)]
+    out, cells = [], None
     for m in models:
         cols = _column_index(screen.gene_names, m)
+        if cols is None and screen.embedding is not None and screen.embedding.matches(m.net.front):
+            out.append(m.cell_summary(screen.embedding.cells(rows)))  # stored coordinates (pp.embed)
+            continue
+        cells = screen.rows.take(rows) if cells is None else cells  # (n, genes) CSR, read once for every model
         out.append(m.cell_summary(cells if cols is None else cells[:, cols]))  # (n, m1 [+ C])
     return out
 
@@ -141,10 +145,10 @@ def distances_from_means(
     ``(n, T)`` distances, and the ``(n, C)`` decoded mix (None where no head decodes one).
     """
     n_cells = np.asarray(n_cells)
-    dist, mixes = np.zeros((len(n_cells), len(targets))), []
+    dist, mixes = np.zeros((len(n_cells), len(targets))), []  # mixes: per model, (n, C)
     for j, m in enumerate(models):
         prior = None if priors is None else priors[j]
-        mix_j = []
+        mix_j: list[np.ndarray | None] = []
         for a in range(0, len(n_cells), CHUNK):  # G/H on big batches of means, in bounded memory
             sl = slice(a, a + CHUNK)
             stat = m.net.pool(torch.from_numpy(np.ascontiguousarray(means[j][sl], dtype=np.float32)))  # (b, m2)
@@ -154,8 +158,9 @@ def distances_from_means(
             q = np.repeat(targets[None], stat.shape[0], axis=0)  # (b, T, C)
             dist[sl] += m.predict_distance(stat.numpy(), q, n_cells=n_cells[sl]) / len(models)  # (b, T)
             mix_j.append(m.predict_proportions(stat.numpy(), n_cells=n_cells[sl]))
-        if all(x is not None for x in mix_j):
-            mixes.append(np.concatenate(mix_j))
+        decoded = [x for x in mix_j if x is not None]
+        if len(decoded) == len(mix_j):
+            mixes.append(np.concatenate(decoded))
     return dist, (np.mean(mixes, axis=0) if mixes else None)
 
 

@@ -83,7 +83,8 @@ def target_adata(data: object, *, copy: bool) -> ad.AnnData | None:
         return None
     if getattr(data, "isbacked", False) and not copy:
         return None  # a backed file is not rewritten behind the user's back; pass copy=True or load it
-    return data.copy() if copy else data  # type: ignore[union-attr]
+    adata: Any = data
+    return adata.copy() if copy else adata
 
 
 def h5_safe(obj: Any) -> Any:

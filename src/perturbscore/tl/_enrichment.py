@@ -110,7 +110,8 @@ def hypergeometric_enrichment(
     for name, genes in _restrict(gene_sets, uni, min_size, max_size):
         hits = [g for g in genes if g in sel_set]
         k, big_k = len(hits), len(genes)
-        a, b, c, d = k, big_k - k, n - k, big_n - big_k - n + k  # 2x2: in set/selected, set/not, sel/not-set, rest
+        # 2x2: in set/selected, set/not, sel/not-set, rest (floats: a zero cell gets Haldane's 0.5)
+        a, b, c, d = float(k), float(big_k - k), float(n - k), float(big_n - big_k - n + k)
         if min(a, b, c, d) == 0:
             a, b, c, d = a + 0.5, b + 0.5, c + 0.5, d + 0.5
         rows.append({

@@ -208,6 +208,7 @@ def interpret_programs(
     state_rows = None if scr is None else _sample_rows(scr, max_cells, rng)
     result = ProgramsResult(top_genes=pd.DataFrame())
     if scr is not None:
+        assert state_rows is not None
         x = _take(scr, state_rows, cols)  # (n, genes) in the model's gene order
         act = model.program_activity(x)  # (n, m1)
         states = pd.Categorical(np.asarray(scr.states)[scr.state_codes[state_rows]], categories=list(model.states))
@@ -300,7 +301,7 @@ def _gene_sd(model: PerturbScoreModel, x: sp.csr_matrix | None) -> np.ndarray | 
     if x is not None:
         mean = np.asarray(x.mean(axis=0)).ravel()
         return np.sqrt(np.maximum(np.asarray(x.multiply(x).mean(axis=0)).ravel() - mean**2, 0.0))
-    front = model.net.front
+    front: Any = model.net.front
     if front.kind == "genes":
         logger.warning("no screen given and the model stores no gene SDs: ranking loadings per log-expression unit")
         return None
@@ -333,7 +334,7 @@ def _perturbation_tables(
             stop += 1
         block = picks[start:stop]
         groups = np.repeat(np.arange(len(block)), [len(b) for b in block])  # (n,)
-        x = _take(screen, np.concatenate(block), cols)
+        x = screen.cells(np.concatenate(block), front=model.net.front, cols=cols)  # stored coordinates, or genes
         act = model.program_activity(x)  # (n, m1)
         sums = np.zeros((len(block), act.shape[1]))
         np.add.at(sums, groups, act)

@@ -1,9 +1,11 @@
 """Score and rank knockouts, measured or unseen, against target state mixes, with uncertainty.
 
-Measured knockouts (cells in the screen) are scored from the statistic of all their cells, with a
-bias-corrected percentile bootstrap interval over cells; genes with sequence features but no cells are
-scored from ``T(g)``, with an interval from the spread of an ensemble of models (several runs: seeds or
-folds).
+Measured knockouts (cells in the screen) are scored from the statistic of all their cells and their label
+counts; genes with sequence features but no cells from ``T(g)`` and their features. A calibrated model (see
+:meth:`~perturbscore.model.PerturbScoreModel.calibrated_distance`) reports its head blended with empirical
+Bayes, with a conformal 95 % interval for every row. A model without a calibration reports its head, with a
+bias-corrected percentile bootstrap interval over cells, and for sequence rows an interval from the spread of
+an ensemble of models (several runs: seeds or folds).
 
 Every row says what it scored: the target's name, mix (``target_mix``) and constraints (``constraint``), and
 ``df.attrs["params"]`` holds them all (see :func:`~perturbscore.tl.write_scores`). Genes scored from sequence
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -133,6 +136,11 @@ def _measured_part(
     nan = np.full(pred.shape, np.nan)
     lo, hi = bias_corrected_interval(pred, np.stack([b[0] for b in boot])) if n_boot else (nan, nan)
     props = screen.proportions[[screen.index_of(g) for g in genes]][:, _state_columns(screen, models[0].states)]
+    interval = f"bootstrap ({n_boot} resamples)" if n_boot else "none (n_boot=0)"
+    counts = props * screen.counts[[screen.index_of(g) for g in genes]][:, None]  # (P, C) label counts
+    if (cal := _calibrated(models, genes, pred, counts, Q, [features, screen.features])) is not None:
+        pred, lo, hi = cal  # the reported number: head blended with empirical Bayes, conformal interval
+        interval = "conformal 95 % (calibrated on held-out knockouts)"
     with torch.no_grad():  # G(mean f) of all cells, without the sequence prior: the knockout's own statistic
         means = torch.from_numpy(np.stack([a[0].mean(0) for a in acts]).astype(np.float32))
         stat = models[0].net.pool(means).numpy()  # (P, m2)
@@ -143,12 +151,46 @@ def _measured_part(
         "pred": pred,  # (P, T)
         "lo": lo,
         "hi": hi,
-        "interval": f"bootstrap ({n_boot} resamples)" if n_boot else "none (n_boot=0)",
+        "interval": interval,
         "empirical": 0.5 * np.abs(props[:, None, :] - Q[None]).sum(-1),  # (P, T)
         "n": screen.counts[[screen.index_of(g) for g in genes]],
         "mix": mix,  # (P, C) decoded from the all-cells statistic
         "basis": props,  # (P, C) observed mix in the model's state order: constraints are checked on it
     }
+
+
+def _calibrated(
+    models: list[PerturbScoreModel],
+    genes: list[str],
+    head: np.ndarray,
+    counts: np.ndarray | None,
+    Q: np.ndarray,
+    sources: Sequence[GeneFeatures | None],
+    block: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Return the reported number ``(P, T)`` and its conformal interval (first model's calibration), or None.
+
+    ``head`` is the (ensemble-mean) head distance; ``counts`` the genes' label counts (None: sequence only);
+    ``block`` the genes' features when the caller holds them, else they are looked up in ``sources``. A gene
+    without features gets the training mean as its empirical-Bayes prior.
+    """
+    cal = models[0].calibration
+    if cal is None:
+        return None
+    feats = [f for f in sources if f is not None]
+    has = np.array([block is not None or any(g in f for f in feats) for g in genes], dtype=bool)
+    out = [np.empty(head.shape) for _ in range(3)]
+    for sel in (has, ~has):
+        if not sel.any():
+            continue
+        rows = np.flatnonzero(sel)
+        x = None
+        if sel is has:
+            x = block[rows] if block is not None else np.stack([next(f for f in feats if genes[i] in f).get([genes[i]])[0] for i in rows])  # fmt: skip
+        res = cal.combine(head[rows], None if counts is None else counts[rows], x, Q)
+        for arr, val in zip(out, (res.distance, res.lo, res.hi), strict=True):
+            arr[rows] = val
+    return out[0], out[1], out[2]
 
 
 # -- the sequence path ---------------------------------------------------------------------------
@@ -182,11 +224,20 @@ def _score_sequence(models: list[PerturbScoreModel], blocks: list, targets: np.n
             d_b.append(m.predict_distance(stat, q, n_cells=0))  # (b, T)
             if (mix := m.predict_proportions(stat)) is not None:
                 mix_b.append(mix)
-        dist.append(np.stack(d_b))  # (M, b, T)
+        d_m = np.stack(d_b)  # (M, b, T)
+        if (cal := _calibrated(models, feats.genes[pos].tolist(), d_m.mean(0), None, targets, [], block)) is not None:
+            d_m = np.stack([cal[0], cal[1], cal[2]])[:, None]  # (3, 1, b, T): number, lo, hi
+        dist.append(d_m)
         mixes.append(np.mean(mix_b, axis=0) if mix_b else None)
         genes.extend(feats.genes[pos].tolist())
-    d = np.concatenate(dist, axis=1)  # (M, G, T)
-    lo, hi = (np.quantile(d, q, axis=0) for q in QUANTILES) if len(models) > 1 else (None, None)
+    if models[0].calibration is not None:  # calibrated: the number and its conformal interval
+        d3 = np.concatenate(dist, axis=2)  # (3, 1, G, T)
+        d, lo, hi = d3[0], d3[1][0], d3[2][0]
+        interval = "conformal 95 % (calibrated on held-out knockouts)"
+    else:
+        d = np.concatenate(dist, axis=1)  # (M, G, T)
+        lo, hi = (np.quantile(d, q, axis=0) for q in QUANTILES) if len(models) > 1 else (None, None)
+        interval = f"ensemble ({len(models)} models)" if len(models) > 1 else "none (single model)"
     mix = np.concatenate(mixes) if all(m is not None for m in mixes) else None
     return {
         "genes": genes,
@@ -194,7 +245,7 @@ def _score_sequence(models: list[PerturbScoreModel], blocks: list, targets: np.n
         "pred": d.mean(0),
         "lo": lo,
         "hi": hi,
-        "interval": f"ensemble ({len(models)} models)" if len(models) > 1 else "none (single model)",
+        "interval": interval,
         "n": np.zeros(len(genes), dtype=np.int64),
         "mix": mix,
         "basis": mix if mix is not None else np.full((len(genes), targets.shape[1]), np.nan),
@@ -324,6 +375,8 @@ def score_perturbations(
         prediction from the statistic of all their cells (fused with ``T(g)`` where the model does so and
         features exist), a 2.5–97.5 % percentile bootstrap interval over cells shifted by the bootstrap estimate
         of the prediction's bias (``mean(resamples) - prediction``), the empirical distance of their labels.
+        With a calibrated model the prediction is blended with empirical Bayes (the cells' label counts and a
+        feature prior) and the interval is conformal, from held-out knockouts' errors (``interval`` says which).
     targets
         What to score against, any of: ``{'progenitor': 0.6, 'cycling': 0.4}`` (one target; missing states are
         0), ``{name: mix}`` with mixes as such mappings, Series or arrays, a Series indexed by state, a ``(C,)`` or
@@ -388,13 +441,14 @@ def score_perturbations(
         raise InputError(f"n_boot={n_boot}, k_boot={k_boot}: need n_boot >= 0 and k_boot >= 1 (or None)")
     if data is None and features is None:
         raise InputError("nothing to score: pass a screen (measured knockouts) and/or features (unseen genes)")
-    feats = read_features(features) if isinstance(features, str | os.PathLike) else features
+    feats = read_features(Path(features)) if isinstance(features, str | os.PathLike) else features
     screen = resolve_screen(data, models[0], perturbation_key=perturbation_key, state_key=state_key,
                             control=control, layer=layer)  # fmt: skip
     parts = []
     if screen is not None and screen.knockouts:
-        kw = {"n_boot": n_boot, "k_boot": k_boot, "rng": as_rng(rng), "progress": progress}
-        parts.append(_measured_part(models, screen, Q, feats, **kw))
+        parts.append(
+            _measured_part(models, screen, Q, feats, n_boot=n_boot, k_boot=k_boot, rng=as_rng(rng), progress=progress)
+        )
     skip = set() if also_sequence or screen is None else set(screen.knockouts)
     if (seq := _sequence_part(models, screen, feats, Q, skip, progress=progress)) is not None:
         parts.append(seq)

@@ -213,7 +213,7 @@ class TrainConfig:
         unknown = sorted(set(options) - set(OPTION_GROUP))
         if unknown:
             raise TypeError(f"TrainConfig got unknown option(s) {unknown}")
-        given = {"sampling": sampling, "losses": losses, "recognizer": recognizer, "runtime": runtime}
+        given: dict[str, Any] = {"sampling": sampling, "losses": losses, "recognizer": recognizer, "runtime": runtime}
         for group, cls in GROUPS.items():
             mine = {k: v for k, v in options.items() if OPTION_GROUP[k] == group}
             base = given[group] if given[group] is not None else cls()

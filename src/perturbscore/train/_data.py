@@ -1,17 +1,19 @@
-"""From a validated screen to training/validation episodes: split, front-end cache, samplers."""
+"""From a validated screen to training/validation episodes: split, front-end inputs, samplers."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch.utils.data import Dataset
 
 from .._errors import InputError
-from ..data import Episode, EpisodeSampler, InMemoryRows, KSchedule, RowSource, Screen
+from ..data import CellEmbedding, Episode, EpisodeSampler, InMemoryRows, KSchedule, Screen
 from ..nn import FrontEnd
 from ._config import TrainConfig
 
@@ -71,9 +73,14 @@ def grouped(screen: Screen) -> bool:
     return all(ix.size == 0 or int(ix[-1]) - int(ix[0]) + 1 == ix.size for ix in screen.cell_index)
 
 
-def resolve_io(config: TrainConfig, screen: Screen) -> TrainConfig:
-    """Fill the automatic ``sample_window`` and ``prefetch`` from where the screen's matrix lives."""
-    disk = on_disk(screen)
+def resolve_io(config: TrainConfig, screen: Screen, *, front_end: str | None = None) -> TrainConfig:
+    """Fill the automatic ``sample_window`` and ``prefetch`` from where the screen's matrix lives.
+
+    Only ``f`` on raw genes reads the matrix at every step; a PCA front end (``front_end="pca"``) reads the
+    cells' stored or precomputed coordinates, held in memory or memory-mapped, so it draws no windows and
+    prefetches nothing. ``front_end=None`` assumes the steps read the matrix.
+    """
+    disk = on_disk(screen) and front_end != "pca"
     window = config.sample_window
     if window is None:
         window = 4 if disk and grouped(screen) else 0
@@ -89,34 +96,41 @@ def resolve_io(config: TrainConfig, screen: Screen) -> TrainConfig:
     return replace(config, sample_window=window, prefetch=prefetch)
 
 
-def input_taker(front: FrontEnd, screen: Screen, *, chunk: int = 8192, progress: bool = False):  # noqa: ANN201
-    """``take(rows) -> inputs`` for the sampler.
+def front_end_inputs(
+    front: FrontEnd, screen: Screen, train: list[str], *, n_cells: int, seed: int, progress: bool = False
+) -> tuple[Callable[[np.ndarray], sp.csr_matrix | torch.Tensor], CellEmbedding | None]:
+    """Ready ``front`` and return ``take(rows) -> f's inputs`` for the sampler, and the embedding it reads.
 
-    With a PCA front end the cells of an in-memory screen are projected once; a screen on disk is
-    projected as its rows are read (only sampled rows are ever read).
+    ``f`` on raw genes reads the screen's rows. A PCA front end reads every cell's coordinates: the screen's
+    stored embedding (:func:`perturbscore.pp.embed`; its front end is loaded into ``front``) when it has one
+    of ``front``'s shape, else ``front`` is fitted on up to ``n_cells`` training cells and the embedding is
+    computed once, here (in memory, or a temporary store for a very large screen).
     """
     if front.kind != "pca":
-        return screen.rows.take
+        return screen.rows.take, None
+    from ..pp import attach_embedding
+    from ..pp._pass import embedding_for_training
+
+    emb = attach_embedding(screen).embedding
+    shape = tuple(front.components.shape)
+    if emb is not None and tuple(emb.front["components"].shape) != shape:
+        logger.warning(
+            "the stored embedding %r has %d components of %d genes; this model's front end has %d of %d: fitting "
+            "a new one (embed again with n_components=%d, n_top_genes=%d to reuse it)",
+            emb.key, emb.n_components, emb.n_selected, shape[0], shape[1], shape[0], shape[1],
+        )  # fmt: skip
+        emb = None
+    if emb is not None:
+        front.load_state(emb.front)
+        return emb.take, emb
+    fit_front_end(front, screen, train, n_cells=n_cells, seed=seed)
+    emb = embedding_for_training(screen.rows, front.state(), key="training", progress=progress)
     if on_disk(screen):
-        return _Projected(front, screen.rows)
-    from .._utils import track
-
-    n = screen.n_cells
-    cache = np.empty((n, front.components.shape[0]), dtype=np.float32)  # (cells, n_components)
-    starts = range(0, n, chunk)
-    for s in track(starts, progress=progress, description="projecting cells", total=len(starts)):
-        cache[s : s + chunk] = front.transform(screen.rows.take(np.arange(s, min(n, s + chunk)))).numpy()
-    return lambda rows: torch.from_numpy(cache[rows])
-
-
-class _Projected:
-    """``take`` that reads rows from disk and projects them with the front end (picklable)."""
-
-    def __init__(self, front: FrontEnd, rows: RowSource) -> None:
-        self.front, self.rows = front, rows
-
-    def __call__(self, rows: np.ndarray) -> torch.Tensor:
-        return self.front.transform(self.rows.take(rows))
+        logger.info(
+            "computed the embedding of %s for this run (%.0f s); `perturbscore embed` stores it for later runs",
+            screen.source or "the screen", emb.params.get("pass_seconds", 0.0),
+        )  # fmt: skip
+    return emb.take, emb
 
 
 def make_sampler(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import shutil
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,14 +23,13 @@ from ._config import TrainConfig
 from ._data import (
     EpisodeDataset,
     Split,
-    fit_front_end,
+    front_end_inputs,
     identity,
-    input_taker,
     make_sampler,
     resolve_io,
     schedule_of,
 )
-from ._module import StatisticModule
+from ._module import REC_REFIT_EVERY, StatisticModule
 
 logger = logging.getLogger(__name__)
 
@@ -84,22 +84,29 @@ def train_statistic(
     split: Split,
     resume: bool = False,
     progress: bool = True,
+    rec_refit_every: int = REC_REFIT_EVERY,
 ) -> TrainResult:
     """Train the statistic on ``split.train`` and validate on ``split.val`` every epoch.
 
     Writes ``run_dir/metrics.csv`` and ``run_dir/checkpoints/{best,last}.ckpt``; ``resume`` continues from
     ``last.ckpt``. The returned network carries the best validation weights.
+
+    A PCA front end is taken from the screen's stored embedding (:func:`perturbscore.pp.embed`) when it has
+    one, else fitted and every cell embedded once before the first step; the steps then gather rows of the
+    embedding. ``rec_refit_every``: a ridge ``T`` is fitted in closed form every this many steps (and at the
+    start of every epoch); the steps between reuse the fit's leave-one-out map for their targets.
     """
     run_dir = Path(run_dir)
     if config.steps_per_epoch > config.max_steps:  # validation (and early stopping) needs one full epoch
         config = replace(config, steps_per_epoch=config.max_steps)
-    config = resolve_io(config, screen)
+    config = resolve_io(config, screen, front_end=model_config.front_end)
     net = build_net(model_config, seed=config.seed)
-    fit_front_end(net.front, screen, split.train, n_cells=config.front_end_cells, seed=config.seed)
+    take, emb = front_end_inputs(
+        net.front, screen, split.train, n_cells=config.front_end_cells, seed=config.seed, progress=progress
+    )
     use_feats = config.use_recognizer and model_config.n_features is not None
     if use_feats:
         fit_feature_basis(net, screen, config)
-    take = input_taker(net.front, screen, progress=progress)
     pool = screen.proportions[[screen.index_of(p) for p in split.train if p != screen.control]]
     train_sampler = make_sampler(
         screen, split.train, take, config=config, target_pool=pool, schedule=schedule_of(config),
@@ -116,7 +123,7 @@ def train_statistic(
         train_sampler, steps_per_epoch=config.steps_per_epoch, seed=config.seed,
         prefetch=config.prefetch or 0,
     )  # fmt: skip
-    module = StatisticModule(net, config)
+    module = StatisticModule(net, config, rec_refit_every=rec_refit_every)
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     threads = torch.get_num_threads()
     pl_logger = logging.getLogger("lightning.pytorch")
@@ -148,6 +155,8 @@ def train_statistic(
             ) from err
         finally:
             dataset.close()
+            if emb is not None and emb.params.get("temporary"):  # a store computed for this run alone
+                shutil.rmtree(emb.params["temporary"], ignore_errors=True)
             torch.set_flush_denormal(False)  # the process default (the module flushes subnormals while it fits)
             torch.set_num_threads(threads)
             pl_logger.setLevel(pl_level)

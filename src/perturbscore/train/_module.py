@@ -8,10 +8,15 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from .._errors import RunError
+from ..data import state_fingerprint
 from ..data._sampling import Episode
 from ..nn import PerturbationStatistic, segment_mean
 from ._config import TrainConfig
 from ._loss import LossOutput, logratio_loss, prediction_loss, recognition_loss, recognition_r2, stability_loss
+
+#: Training steps per closed-form fit of a ridge ``T`` (the steps between reuse its leave-one-out map).
+REC_REFIT_EVERY = 4
 
 
 def log_k(k: torch.Tensor) -> torch.Tensor:
@@ -30,13 +35,20 @@ class StatisticModule(L.LightningModule):
         Loss weights, optimiser and schedule.
     """
 
-    def __init__(self, net: PerturbationStatistic, config: TrainConfig) -> None:
+    def __init__(self, net: PerturbationStatistic, config: TrainConfig, *, rec_refit_every: int = 1) -> None:
         super().__init__()
         self.net, self.cfg = net, config
         self.use_rec = config.use_recognizer and net.recognizer is not None
+        self.rec_refit_every = max(1, int(rec_refit_every))
+        self._sums: dict[str, torch.Tensor] | None = None  # the epoch's loss terms so far, times perturbations
+        self._weight = 0.0
 
-    def compute(self, ep: Episode) -> LossOutput:
-        """All loss terms of an episode."""
+    def compute(self, ep: Episode, *, refit: bool = True) -> LossOutput:
+        """All loss terms of an episode.
+
+        ``refit=False`` (training) reuses ``T``'s last closed-form fit for this step's targets instead of fitting
+        again (see :meth:`~perturbscore.nn.SequenceRecognizer.fit_predict`).
+        """
         net, cfg = self.net, self.cfg
         programs = net.programs(ep.inputs)  # (N, m1)
         has = ep.has_features if (self.use_rec and ep.features is not None) else None
@@ -64,20 +76,30 @@ class StatisticModule(L.LightningModule):
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
             if self.training:
-                rec = net.recognize_fit(feats, target, has, robust=cfg.rec_robust, subsample=cfg.rec_subsample)
+                rec = net.recognize_fit(
+                    feats, target, has, robust=cfg.rec_robust, subsample=cfg.rec_subsample, refit=refit
+                )
             else:
                 rec = net.recognize(feats, has)
         used = stat
         if rec is not None and net.fuses_prior:
             used = stat.clone()
             used[has] = net.fuse(stat[has], rec, ep.k[has])
-        pred = net.distance(used, ep.targets, log_k(ep.k))  # (P, T)
+        # H runs once on every statistic the step scores: the (fused) statistic, G's part alone (mix channel: so s
+        # stays a full summary, which T learns for unseen genes) and T's predictions (the sequence path)
+        lk = log_k(ep.k)
+        calls = [(used, ep.targets, lk)]
+        if net.config.mix_channel:
+            calls.append((net.mixed(used), ep.targets, lk))
+        if rec is not None and target is not None:
+            calls.append((rec, ep.targets[has], torch.zeros_like(lk[has])))
+        dists, mixes = net.distances(calls)  # (P, T) each; decoded mixes (P, C)
+        pred = dists[0]
         pred_loss = prediction_loss(pred, ep.distances, cfg.loss)
         terms = {"pred_loss": pred_loss, "pred_mae": (pred - ep.distances).abs().mean().detach()}
         total = pred_loss
-        if net.config.mix_channel:  # H on G's part alone too, so s stays a full summary (T learns it for unseen genes)
-            terms["pred_loss_stat"] = prediction_loss(net.distance(net.mixed(used), ep.targets, log_k(ep.k)),
-                                                      ep.distances, cfg.loss)  # fmt: skip
+        if net.config.mix_channel:
+            terms["pred_loss_stat"] = prediction_loss(dists[1], ep.distances, cfg.loss)
             total = total + terms["pred_loss_stat"]
         if cfg.state_weight > 0 and net.state_classifier is not None:
             terms["state_loss"] = F.cross_entropy(net.state_classifier(programs), ep.cell_states)
@@ -94,18 +116,17 @@ class StatisticModule(L.LightningModule):
             geo = stats[1] if use_ref else stat
             terms["logratio_loss"] = logratio_loss(net.mixed(geo), ep.proportions)
             total = total + cfg.logratio_weight * terms["logratio_loss"]
-        q_hat = net.proportions(used, log_k(ep.k))
+        q_hat = mixes[0]  # the decoded mix of the statistic
         if q_hat is not None and cfg.prop_weight > 0:
             terms["prop_loss"] = 0.5 * (q_hat - ep.proportions).abs().sum(-1).mean()
             if net.config.mix_channel:  # the statistic's own decoded mix (all that sequence-only scoring has)
-                q_s = net.proportions(net.mixed(used))
-                terms["prop_loss"] = terms["prop_loss"] + 0.5 * (q_s - ep.proportions).abs().sum(-1).mean()
+                terms["prop_loss"] = terms["prop_loss"] + 0.5 * (mixes[1] - ep.proportions).abs().sum(-1).mean()
             total = total + cfg.prop_weight * terms["prop_loss"]
         if rec is not None and target is not None:
             terms["rec_loss"] = recognition_loss(rec, target, cfg.rec_mode)
             terms["rec_r2"] = recognition_r2(net.mixed(rec.detach()), net.mixed(target.detach()))  # G's part
             total = total + cfg.rec_weight * terms["rec_loss"]
-            seq_pred = net.distance(rec, ep.targets[has], torch.zeros_like(ep.k[has]))
+            seq_pred = dists[-1]
             terms["seq_mae"] = (seq_pred - ep.distances[has]).abs().mean().detach()
             if cfg.seq_weight > 0:
                 terms["seq_loss"] = prediction_loss(seq_pred, ep.distances[has], cfg.loss)
@@ -121,15 +142,46 @@ class StatisticModule(L.LightningModule):
         """
         torch.set_flush_denormal(True)
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse to resume with another front end than the run's (its steps read cells embedded by this one)."""
+        if self.net.front.kind != "pca":
+            return
+        state = checkpoint.get("state_dict", {})
+        saved = {name: state.get(f"net.front.{name}") for name in ("gene_index", "mean", "sd", "components")}
+        if any(v is None for v in saved.values()):
+            return
+        arrays = {name: value.cpu().numpy() for name, value in saved.items()}
+        if state_fingerprint({"kind": "pca", **arrays}) != self.net.front.fingerprint:
+            raise RunError(
+                "this run was started with another front end than the screen's stored embedding now holds (it was "
+                "embedded again in between?); resume without the new embedding (embedding_key=None) or start a new run"
+            )
+
     def on_fit_end(self) -> None:
         """Back to the process default (``train_statistic`` also restores it if fitting fails)."""
         torch.set_flush_denormal(False)
 
     def training_step(self, batch: Episode, batch_idx: int) -> torch.Tensor:
-        """One optimisation step."""
-        out = self.compute(batch)
-        for name, value in out.terms.items():
-            self.log(f"train_{name}", value, on_step=False, on_epoch=True, batch_size=batch.n_sets)
+        """One optimisation step.
+
+        The loss terms are summed here and logged once, at the epoch's last step, as their means over the epoch
+        (weighted by perturbations per step): what ``self.log(..., on_epoch=True)`` at every step would give,
+        without its cost at every step (it was most of a step's time on CPU).
+        """
+        out = self.compute(batch, refit=batch_idx % self.rec_refit_every == 0)  # each epoch starts with a fit
+        if batch_idx == 0 or self._sums is None:
+            self._sums, self._weight = {}, 0.0
+        with torch.no_grad():
+            for name, value in out.terms.items():
+                value = value.detach().float()
+                self._sums[name] = (
+                    value * batch.n_sets if name not in self._sums else self._sums[name] + value * batch.n_sets
+                )
+        self._weight += batch.n_sets
+        if batch_idx + 1 >= self.cfg.steps_per_epoch or self.global_step + 1 >= self.cfg.max_steps:
+            for name, total in self._sums.items():
+                self.log(f"train_{name}", total / self._weight, on_step=False, on_epoch=True, batch_size=batch.n_sets)
+            self._sums, self._weight = None, 0.0
         return out.total
 
     def validation_step(self, batch: Episode, batch_idx: int) -> None:
@@ -150,7 +202,7 @@ class StatisticModule(L.LightningModule):
             {"params": [p for p in self.net.parameters() if id(p) not in rec_ids], "weight_decay": cfg.weight_decay},
             {"params": rec, "weight_decay": cfg.rec_weight_decay},
         ]
-        opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, foreach=True)
+        opt = _adamw([g for g in groups if g["params"]], lr=cfg.lr)
         if cfg.lr_schedule == "constant":
             return opt
 
@@ -162,3 +214,11 @@ class StatisticModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _adamw(groups: list[dict], *, lr: float) -> torch.optim.AdamW:
+    """AdamW, fused where PyTorch has it for these tensors (a third of foreach's time for many small ones on CPU)."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # no fused kernel for this device or PyTorch version
+        return torch.optim.AdamW(groups, lr=lr, foreach=True)
