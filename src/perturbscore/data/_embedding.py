@@ -203,7 +203,7 @@ class CellEmbedding:
         """Write the store (``values.npy``, ``front_end.npz``, ``embedding.json``) into ``folder``, atomically."""
         folder = Path(folder)
         partial = start_store(folder, self.n_cells, self.n_components, overwrite=overwrite)
-        out = np.load(partial / VALUES_FILE, mmap_mode="r+")
+        out = np.load(partial / VALUES_FILE, mmap_mode="r+", allow_pickle=False)
         for lo in range(0, self.n_cells, 1 << 16):
             out[lo : lo + (1 << 16)] = self.values[lo : lo + (1 << 16)]
         out.flush()
@@ -244,7 +244,7 @@ def start_store(folder: Path, n_cells: int, n_components: int, *, overwrite: boo
 
 def write_rows(partial: str | Path, lo: int, values: np.ndarray) -> int:
     """Write ``values`` into rows ``lo:lo + len(values)`` of a started store; returns the rows written."""
-    out = np.load(Path(partial) / VALUES_FILE, mmap_mode="r+")
+    out = np.load(Path(partial) / VALUES_FILE, mmap_mode="r+", allow_pickle=False)
     out[lo : lo + len(values)] = values
     out.flush()
     del out
@@ -256,7 +256,7 @@ def finish_store(partial: Path, folder: Path, front: Mapping[str, Any], *, key: 
     state = {"kind": str(front.get("kind", "pca")), **{name: np.asarray(front[name]) for name in _ARRAYS}}
     arrays: dict[str, np.ndarray] = {name: np.asarray(state[name]) for name in _ARRAYS}
     np.savez(partial / FRONT_FILE, **arrays)  # type: ignore[arg-type]
-    values = np.load(partial / VALUES_FILE, mmap_mode="r")
+    values = np.load(partial / VALUES_FILE, mmap_mode="r", allow_pickle=False)
     meta = {
         "format": STORE_FORMAT,
         "version": STORE_VERSION,
