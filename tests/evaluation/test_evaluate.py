@@ -49,10 +49,6 @@ def test_more_cells_give_a_better_prediction(results) -> None:  # noqa: ANN001
     assert mae[60] < 0.8 * mae[2]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known shortfall: on this small screen the calibrated default is 2 % above empirical Bayes at k=60 (0.0354 vs 0.0346)",
-)
 def test_default_is_never_worse_than_empirical_bayes(results) -> None:  # noqa: ANN001
     # The shipped default's reported number against label counts + a CV-tuned feature prior, at the fewest and the
     # most cells. At 60 cells the calibration gives this screen's head a share of a few percent, so the two numbers
