@@ -82,7 +82,8 @@ def main() -> None:
     ap.add_argument("--genes", type=int, default=15077)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--tol", type=float, default=0.02)
-    ap.add_argument("--threads", type=int, default=2, help="PyTorch/sparse-product threads per run (2 cores here)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="PyTorch/sparse-product threads per run (2 oversubscribe a shared 2-core machine)")  # fmt: skip
     ap.add_argument("--presets", default="seed-baseline,default")
     ap.add_argument("--unseen", type=int, default=2000, help="genes with features but no cells (T's basis)")
     ap.add_argument("--prefetch", type=int, default=None, help="episodes drawn ahead (default: the preset's)")

@@ -29,10 +29,6 @@ def _train(sim: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(args, env=ENV, capture_output=True, timeout=480, cwd=out.parent)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known regression: with the stored cell embedding, two DDP processes no longer reproduce one process's run",
-)
 def test_two_cpu_processes_match_one(tmp_path: Path) -> None:
     sim = tmp_path / "sim"
     simulate_screen(n_genes=300, n_knockouts=24, n_cells=4_000, feature_dim=16, seed=5).write(sim)

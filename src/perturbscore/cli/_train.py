@@ -147,7 +147,7 @@ def train(
 ) -> None:
     """Train the statistic s(P) = G(mean f(x)), its distance head H and recognizer T on SCREEN."""
     from ..model import check_run_dir, fit
-    from ..train import check_options
+    from ..train import check_options, is_main_process
 
     dev = None if devices is None else (int(devices) if devices.isdigit() else devices)
     options: dict[str, Any] = dict(
@@ -159,13 +159,12 @@ def train(
         rec_subsample=rec_subsample, logratio_weight=logratio_weight,
     )  # fmt: skip
     check_options(preset, **options)  # a bad option fails now, not after reading a large screen
-    check_run_dir(out, overwrite=overwrite, resume=resume)  # so does a run that would be refused
+    if is_main_process():  # under DDP rank 0 owns the run directory; the other ranks find it being written
+        check_run_dir(out, overwrite=overwrite, resume=resume)  # so does a run that would be refused
     data = load_screen(
         screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
         layer=layer, backed=backed, min_cells=min_cells, small=small, allow_missing_features=allow_missing_features,
     )  # fmt: skip
     fit(data, preset_name=preset, out=out, overwrite=overwrite, resume=resume, progress=progress, **options)
-    from ..train import is_main_process
-
     if is_main_process():
         console.print(f"[green]trained[/] model in [bold]{out / 'model'}[/]; metrics in {out / 'metrics.csv'}")

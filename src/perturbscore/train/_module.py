@@ -178,11 +178,18 @@ class StatisticModule(L.LightningModule):
                     value * batch.n_sets if name not in self._sums else self._sums[name] + value * batch.n_sets
                 )
         self._weight += batch.n_sets
-        if batch_idx + 1 >= self.cfg.steps_per_epoch or self.global_step + 1 >= self.cfg.max_steps:
+        if self._last_of_epoch(batch_idx):
             for name, total in self._sums.items():
                 self.log(f"train_{name}", total / self._weight, on_step=False, on_epoch=True, batch_size=batch.n_sets)
             self._sums, self._weight = None, 0.0
         return out.total
+
+    def _last_of_epoch(self, batch_idx: int) -> bool:
+        """Whether this is the epoch's last step (the trainer's count: a distributed run splits an epoch's steps)."""
+        trainer = self._trainer
+        per_epoch = trainer.num_training_batches if trainer is not None else self.cfg.steps_per_epoch
+        max_steps = trainer.max_steps if trainer is not None else self.cfg.max_steps
+        return batch_idx + 1 >= per_epoch or self.global_step + 1 >= max_steps
 
     def validation_step(self, batch: Episode, batch_idx: int) -> None:
         """Held-out perturbations, fixed episodes."""
