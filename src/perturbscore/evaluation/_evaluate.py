@@ -118,7 +118,9 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
     for k in track(setup.ks, progress=progress, description="evaluating"):
         preds, heads, covered, widths, stats, raw = [], [], [], [], [], []
         for r, (rows, used) in enumerate(setup.samples[k]):
-            stat = model.statistic(screen.rows.take(rows), groups=np.repeat(np.arange(len(used)), used))
+            stat = model.statistic(
+                screen.cells(rows, front=model.net.front), groups=np.repeat(np.arange(len(used)), used)
+            )
             post = model.posterior_statistic(stat, feats, used)
             q = np.broadcast_to(setup.targets[r], (len(used), *setup.targets[r].shape))  # (P, T, C)
             res = model.calibrated_distance(post, q, counts=setup.counts(k, r), features=eb_feats, genes=setup.val)
@@ -177,7 +179,7 @@ def _all_cells_metrics(
     index = [screen.cell_index[i] for i in ids]
     rows = np.concatenate(index)
     used = np.array([len(ix) for ix in index])
-    stat = model.statistic(screen.rows.take(rows), groups=np.repeat(np.arange(len(ids)), used))
+    stat = model.statistic(screen.cells(rows, front=model.net.front), groups=np.repeat(np.arange(len(ids)), used))
     post = model.posterior_statistic(stat, feats, used)
     counts = screen.state_counts[ids].astype(np.float64)
     props = screen.proportions[ids]
@@ -212,7 +214,7 @@ def _sequence_metrics(model: PerturbScoreModel, setup: EvalSetup, true: np.ndarr
     for i in setup.val_ids:  # the reference statistic: up to 1,000 of the perturbation's cells
         ix = screen.cell_index[i]
         ix = rng.choice(ix, size=1000, replace=False) if len(ix) > 1000 else ix
-        full.append(model.statistic(screen.rows.take(np.sort(ix))))
+        full.append(model.statistic(screen.cells(np.sort(ix), front=model.net.front)))
     full_arr = np.stack(full)  # (P, stat_dim)
     n_stat = model.model_config.n_stat  # R² of s = G(mean f); the mix channel's apart
     out = {

@@ -458,7 +458,7 @@ def _held_out_rows(
                 seg = np.repeat(np.arange(n), used)
                 counts = np.zeros((n, screen.n_states))
                 np.add.at(counts, (seg, screen.state_codes[rows]), 1)
-                stat = model.statistic(screen.rows.take(rows), groups=seg)
+                stat = model.statistic(screen.cells(rows, front=model.net.front), groups=seg)
                 post = model.posterior_statistic(stat, model_feats, used)
                 head = model.predict_distance(post, q3, n_cells=used)
             med, sd = calibration.empirical_bayes(counts, feats, q3)

@@ -7,6 +7,7 @@ says for every cell whether its perturbation trained, validated or was held out 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -227,6 +228,8 @@ def fit(
         extra["keys"] = keys
     model = PerturbScoreModel(result.net, mcfg, tcfg, screen.states, screen.gene_names, split.to_dict(), extra)
     # the reported number: the head blended with empirical Bayes, weights and intervals from held-out knockouts
+    if result.embedding is not None and screen.embedding is None:  # calibrate on the coordinates training used
+        screen = dataclasses.replace(screen, embedding=result.embedding)
     model.calibration = fit_calibration(model, screen, train=split.train, held_out=split.val, seed=tcfg.seed)
     if main:
         model.save(run_dir / "model", overwrite=True)

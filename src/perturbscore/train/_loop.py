@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .._errors import RunError
-from ..data import KSchedule, Screen
+from ..data import CellEmbedding, KSchedule, Screen
 from ..nn import ModelConfig, PerturbationStatistic
 from ._callbacks import EpochSeeder, MetricsCSV
 from ._config import TrainConfig
@@ -42,6 +42,7 @@ class TrainResult:
     split: Split
     history: pd.DataFrame
     best_val_pred_loss: float  # val_pred_loss of the kept checkpoint (chosen by val_select)
+    embedding: CellEmbedding | None = None  # every cell's front-end coordinates, when the front end is a PCA
 
 
 def model_config_for(screen: Screen, train: TrainConfig, **overrides: object) -> ModelConfig:
@@ -168,7 +169,7 @@ def train_statistic(
         best_step = int(saved["global_step"])
     net = module.net.cpu()
     history = pd.read_csv(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else pd.DataFrame()
-    return TrainResult(net, split, history, _val_pred_loss_at(history, best_step))
+    return TrainResult(net, split, history, _val_pred_loss_at(history, best_step), emb)
 
 
 def _val_pred_loss_at(history: pd.DataFrame, step: int | None) -> float:
