@@ -26,7 +26,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks tools
-	$(BIN)/mypy
+	$(BIN)/mypy --no-incremental
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests benchmarks tools

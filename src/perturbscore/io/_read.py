@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,7 +273,7 @@ def _check_log_base(uns: object, *, source: str) -> None:
     X is then scaled differently from the natural-log expression the model expects.
     """
     base = (uns or {}).get("log1p", {}).get("base") if isinstance(uns, dict) else None
-    if base is not None and str(base) != "none" and not np.isclose(float(base), np.e):
+    if base is not None and str(base) != "none" and not np.isclose(float(base), math.e):
         logger.warning(
             "%s: X was log-transformed with base %s (adata.uns['log1p']); perturbscore reads natural-log "
             "expression. Pass the raw counts with layer= (--layer) to have them normalised the usual way.",
