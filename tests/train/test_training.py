@@ -191,3 +191,14 @@ def test_presets_apply_overrides_of_either_config_and_ignore_none() -> None:
     assert model["stat_activation"] == "identity"  # None: the preset's value
     model["front_end"] = "pca"  # the caller's copy: the next call sees the preset unchanged
     assert preset("seed-full")[1]["front_end"] == "genes"
+
+
+def test_progress_is_one_bar_over_the_step_budget(screen, tmp_path, capsys) -> None:  # noqa: ANN001
+    fit(screen, out=tmp_path / "p", seed=0, **(FAST | {"max_steps": 40, "steps_per_epoch": 10, "progress": True}))
+    shown = capsys.readouterr()
+    lines = [line for line in (shown.out + shown.err).replace("\r", "\n").splitlines() if line.strip()]
+    training = [line for line in lines if line.startswith("training steps")]
+    assert training, lines
+    assert "40/40" in training[-1]
+    assert "val_select=" in training[-1]
+    assert not any(line.lstrip().startswith(("Epoch", "Validation", "Training:")) for line in lines), lines

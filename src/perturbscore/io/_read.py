@@ -154,6 +154,15 @@ def _open(source: str | Path | ad.AnnData, *, backed: bool) -> _Opened:
 
     if isinstance(source, ad.AnnData):
         return _open_anndata(source)
+    if not isinstance(source, str | Path):
+        hint = (
+            " (a simulated screen: pass sim.adata, features=sim.features)"
+            if isinstance(getattr(source, "adata", None), ad.AnnData)
+            else ""
+        )
+        raise TypeError(
+            f"expected an AnnData, a Screen or the path of an .h5ad/.zarr file, got {type(source).__name__}{hint}."
+        )
     path = Path(source).expanduser()
     if path.suffix.lower() == ".zarr" or path.is_dir():
         if backed:

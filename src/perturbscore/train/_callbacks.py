@@ -1,13 +1,17 @@
-"""Lightning callbacks: per-epoch ``metrics.csv`` written atomically, and episode re-seeding."""
+"""Lightning callbacks: per-epoch ``metrics.csv`` written atomically, episode re-seeding, a step progress bar."""
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pandas as pd
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 
 from .._utils import atomic_path
 from ._data import EpisodeDataset
@@ -61,3 +65,55 @@ class MetricsCSV(L.Callback):
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         with atomic_path(self.path) as tmp:
             pd.DataFrame(self.rows).to_csv(tmp, index=False)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """One tqdm bar over the run's optimiser steps, with the latest losses as its postfix.
+
+    Lightning's own bar counts batches within an epoch and restarts each epoch ("Epoch 25/-2" when the
+    epoch length is open-ended); a run here is sized in steps (``max_steps``), so the bar counts those,
+    and validation, which takes a moment per epoch, gets no bar of its own.
+    """
+
+    def init_train_tqdm(self) -> Tqdm:
+        """The training bar, described by what it counts."""
+        return Tqdm(
+            desc="training steps", position=2 * self.process_position, disable=self.is_disabled, leave=True,
+            dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT,
+        )  # fmt: skip
+
+    def init_validation_tqdm(self) -> Tqdm:
+        """No bar for the per-epoch validation pass."""
+        return Tqdm(disable=True)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Open the bar with the step budget as its total; a resumed run starts where it stopped."""
+        self.train_progress_bar = self.init_train_tqdm()
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        self.train_progress_bar.reset(total=total)
+        self.train_progress_bar.n = trainer.global_step
+        self.train_progress_bar.refresh()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        """Keep counting across epochs."""
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Move the bar to the trainer's step count."""
+        bar = self.train_progress_bar
+        if not bar.disable and self._should_update(trainer.global_step, bar.total):
+            bar.n = trainer.global_step
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Show the epoch's losses (validation included) without closing the bar."""
+        if not self.train_progress_bar.disable:
+            self.train_progress_bar.set_postfix(self.get_metrics(trainer, pl_module))
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Say so when early stopping ended the run before its step budget, then close the bar."""
+        bar = self.train_progress_bar
+        if not bar.disable and bar.total and trainer.global_step < bar.total:
+            bar.set_postfix_str(f"stopped early at step {trainer.global_step}: validation stopped improving")
+        bar.close()

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from .._errors import RunError
 from ..data import CellEmbedding, KSchedule, Screen
 from ..nn import ModelConfig, PerturbationStatistic
-from ._callbacks import EpochSeeder, MetricsCSV
+from ._callbacks import EpochSeeder, MetricsCSV, StepProgressBar
 from ._config import TrainConfig
 from ._data import (
     EpisodeDataset,
@@ -217,6 +217,8 @@ def _trainer(config: TrainConfig, run_dir: Path, dataset: EpisodeDataset, *, pro
         *checkpoint_callbacks(run_dir / "checkpoints"),
         EarlyStopping(monitor="val_select", mode="min", patience=config.patience, check_on_train_epoch_end=False),
     ]
+    if progress:
+        callbacks.append(StepProgressBar())
     return L.Trainer(
         max_steps=config.max_steps,
         accelerator=config.accelerator,

@@ -197,7 +197,10 @@ class StatisticModule(L.LightningModule):
         terms = dict(out.terms)
         terms["select"] = terms["pred_loss"] + self.cfg.select_stability_weight * terms.get("stability_loss", 0.0)
         for name, value in terms.items():
-            self.log(f"val_{name}", value, on_step=False, on_epoch=True, batch_size=batch.n_sets, sync_dist=True)
+            self.log(
+                f"val_{name}", value, on_step=False, on_epoch=True, batch_size=batch.n_sets, sync_dist=True,
+                prog_bar=name in ("pred_loss", "select"),
+            )  # fmt: skip
 
     def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
         """AdamW with optional warm-up + cosine decay."""
