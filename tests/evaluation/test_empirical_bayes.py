@@ -189,18 +189,31 @@ def test_calibration_json_round_trip_and_refusals() -> None:
 
 
 # -- the panel table ------------------------------------------------------------------------------------
-def _result(default: float, best: float, *, shift: float = 1.0) -> dict:
+def _result(default: float, best: float, *, shift: float = 1.0, spread: float = 0.0) -> dict:
     ks = [2, 5, 10, 25, 60]
+    genes = [f"g{i}" for i in range(10)]
+    wobble = np.linspace(-spread, spread, len(genes))  # knockout-to-knockout scatter of the default's edge
+
+    def per_knockout(mean: float, jitter: np.ndarray) -> dict:
+        return {g: [mean + j] for g, j in zip(genes, jitter, strict=True)}
+
+    zero = np.zeros(len(genes))
     return {
         "ks": ks,
         "knobs": {"within_state_shift": shift},
         "models": {"perturbscore": {
             "mae_cells": {k: [default] for k in ks}, "mae_sequence": [default], "stability": {10: [0.95]},
+            "knockout_mae_cells": {k: per_knockout(default, wobble) for k in ks},
+            "knockout_mae_sequence": per_knockout(default, wobble),
             "coverage": {k: [0.95] for k in ks}, "coverage_sequence": [0.93],
             "all_cells": {"mae": [0.02], "mae_tally": [0.03], "spearman": [0.9], "spearman_tally": [0.85]},
         }},
         "baselines": {
-            "empirical_bayes": {"mae_cells": {k: [best] for k in ks}, "mae_sequence": [best]},
+            "empirical_bayes": {
+                "mae_cells": {k: [best] for k in ks}, "mae_sequence": [best],
+                "knockout_mae_cells": {k: per_knockout(best, zero) for k in ks},
+                "knockout_mae_sequence": per_knockout(best, zero),
+            },
             "shrunk": {"mae_cells": {k: [best + 0.01] for k in ks}},
             "ridge": {"mae_sequence": [best]}, "train_mean": {"mae_sequence": [0.2]},
         },
@@ -221,8 +234,25 @@ def test_panel_checks_and_table() -> None:
                                 "screens": {"default": _result(0.05, 0.06), "worse": _result(0.08, 0.06)}})  # fmt: skip
     assert "make panel" in md
     assert "600 training steps" in md
-    assert "**0.050 · EB 0.060 (-17 %)**" in md
+    assert "**0.050 · EB 0.060 (-17 ± 0 %)**" in md
     assert "| coverage in [0.90, 0.97] | ✓ | ✓ |" in md
+    assert "| never worse than the best baseline by 2 SE or more | ✓ | ✗ |" in md
+
+
+def test_panel_says_when_a_gap_is_within_the_luck_of_the_split() -> None:
+    # worse than the baseline on average, but knockouts scatter widely around it: within 2 SE
+    noisy = screen_checks(_result(0.062, 0.06, spread=0.03))
+    assert not noisy["checks"]["cells <= best baseline, every k"]
+    assert noisy["checks"]["never worse than the best baseline by 2 SE or more"]
+    se = noisy["cells"][2]["se"]
+    assert se == pytest.approx(np.linspace(-0.03, 0.03, 10).std(ddof=1) / np.sqrt(10))
+    # the same gap on every knockout alike: beyond noise
+    steady = screen_checks(_result(0.062, 0.06, spread=0.0))
+    assert not steady["checks"]["never worse than the best baseline by 2 SE or more"]
+    # results without per-knockout errors: not measured
+    bare = _result(0.05, 0.06)
+    del bare["models"]["perturbscore"]["knockout_mae_cells"]
+    assert screen_checks(bare)["checks"]["never worse than the best baseline by 2 SE or more"] is None
 
 
 def test_blend_rule_keeps_the_head_unless_empirical_bayes_is_clearly_better() -> None:

@@ -122,3 +122,16 @@ def test_kfold_splits_cover_every_knockout_once(screen) -> None:  # noqa: ANN001
     for s in splits:
         assert not set(s.val) & set(s.train)  # never split by cell: a knockout is on one side only
         assert screen.control in s.train
+
+
+def test_per_knockout_errors_are_paired_and_average_to_the_mae(results) -> None:  # noqa: ANN001
+    model = results["models"]["perturbscore"]
+    eb = results["baselines"]["empirical_bayes"]
+    for k in (2, 60):
+        ours = model["knockout_mae_cells"][k]
+        theirs = eb["knockout_mae_cells"][k]
+        assert sorted(ours) == sorted(theirs) == sorted(results["split"]["val"])
+        assert np.mean([v[0] for v in ours.values()]) == pytest.approx(model["mae_cells"][k][0])
+    assert np.mean([v[0] for v in model["knockout_mae_sequence"].values()]) == pytest.approx(model["mae_sequence"][0])
+    ridge = results["baselines"]["ridge"]["knockout_mae_sequence"]
+    assert np.mean([v[0] for v in ridge.values()]) == pytest.approx(results["baselines"]["ridge"]["mae_sequence"][0])

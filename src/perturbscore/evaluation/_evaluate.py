@@ -107,7 +107,9 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
     has_feats = screen.features is not None and all(p in screen.features for p in setup.val)
     eb_feats = screen.feature_block(setup.val) if has_feats else None  # the calibration's prior reads them
     feats = eb_feats if model.has_recognizer else None
-    out: dict = {"mae_cells": {}, "mae_cells_head": {}, "stability": {}, "stability_cells_only": {}}
+    out: dict = {
+        "mae_cells": {}, "knockout_mae_cells": {}, "mae_cells_head": {}, "stability": {}, "stability_cells_only": {}
+    }  # fmt: skip
     calibrated = model.calibration is not None
     if calibrated:
         out |= {"coverage": {}, "interval_width": {}}
@@ -132,6 +134,7 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
             raw.append(stat)
         pred = np.stack(preds)  # (R, P, T)
         out["mae_cells"][k] = float(np.abs(pred - true).mean())
+        out["knockout_mae_cells"][k] = per_knockout_errors(pred, true, setup.val)
         out["mae_cells_head"][k] = float(np.abs(np.stack(heads) - true).mean())
         if calibrated:
             out["coverage"][k] = float(np.mean(covered))
@@ -219,6 +222,7 @@ def _sequence_metrics(model: PerturbScoreModel, setup: EvalSetup, true: np.ndarr
     n_stat = model.model_config.n_stat  # R² of s = G(mean f); the mix channel's apart
     out = {
         "mae_sequence": float(np.abs(pred - true).mean()),
+        "knockout_mae_sequence": per_knockout_errors(pred, true, setup.val),
         "mae_sequence_head": float(np.abs(head - true).mean()),
         "val_rec_loss": float(((rec[:, :n_stat] - full_arr[:, :n_stat]) ** 2).sum(-1).mean()),
         "rec_r2": recognition_r2(rec[:, :n_stat], full_arr[:, :n_stat]),
@@ -257,7 +261,7 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
     val_feats = screen.feature_block(setup.val) if have_feats else None
     P = len(setup.val)
     for name, base in fitted.items():
-        res: dict = {"mae_cells": {}}
+        res: dict = {"mae_cells": {}, "knockout_mae_cells": {}}
         for k in setup.ks:
             pred = np.stack([
                 base.predict_distance(
@@ -270,6 +274,7 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
                 for r in range(len(setup.targets))
             ])  # fmt: skip
             res["mae_cells"][k] = float(np.abs(pred - true).mean())
+            res["knockout_mae_cells"][k] = per_knockout_errors(pred, true, setup.val)
             if k == setup.eval_k:
                 res |= _ranking_metrics(pred, true)
         if name == "empirical_bayes":
@@ -277,6 +282,7 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
             pred = np.stack([base.predict_distance(q[r], counts=np.zeros((P, screen.n_states)), features=val_feats)
                              for r in range(len(q))])  # fmt: skip
             res["mae_sequence"] = float(np.abs(pred - true).mean())
+            res["knockout_mae_sequence"] = per_knockout_errors(pred, true, setup.val)
             res["sequence_ranking"] = _ranking_metrics(pred, true)
         if name != "empirical":
             res["strength"] = float(base.strength_)  # type: ignore[attr-defined]
@@ -295,11 +301,25 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
         )
         p_hat = np.broadcast_to(p_hat, (len(setup.val), screen.n_states))
         pred = np.stack([_dist(p_hat, setup.targets[r]) for r in range(len(setup.targets))])
-        out[name] = {"mae_sequence": float(np.abs(pred - true).mean()), **_ranking_metrics(pred, true)}
+        out[name] = {
+            "mae_sequence": float(np.abs(pred - true).mean()),
+            "knockout_mae_sequence": per_knockout_errors(pred, true, setup.val),
+            **_ranking_metrics(pred, true),
+        }
     if truth is not None:
         pred = np.stack([_dist(truth, setup.targets[r]) for r in range(len(setup.targets))])
         out["oracle"] = {"mae_sequence": float(np.abs(pred - true).mean()), **_ranking_metrics(pred, true)}
     return out
+
+
+def per_knockout_errors(pred: np.ndarray, true: np.ndarray, knockouts: list[str]) -> dict[str, float]:
+    """Mean absolute error of each held-out knockout over resamples and targets (``pred``, ``true``: ``(R, P, T)``).
+
+    Errors of two methods on the same knockouts are paired: their differences, knockout by knockout, say how
+    much of a gap between two mean errors is more than the luck of which knockouts were held out.
+    """
+    err = np.abs(np.asarray(pred) - np.asarray(true)).mean(axis=(0, 2))
+    return {str(g): float(e) for g, e in zip(knockouts, err, strict=True)}
 
 
 def _dist(props: np.ndarray, targets: np.ndarray) -> np.ndarray:

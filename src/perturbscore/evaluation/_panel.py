@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._evaltable import summarise
+from ._evaltable import paired_se, summarise
 
 #: The panel ``reproduce --panel`` runs by default: what carries the signal varies from screen to screen.
 PANEL_SCREENS = (
@@ -79,7 +79,10 @@ def screen_checks(res: Mapping[str, Any]) -> dict[str, Any]:
     for k in ks:
         name, best = _best(base, CELL_BASELINES, "mae_cells", k)
         ours = _at(model, "mae_cells", k)
-        cells[k] = {"default": ours, "head": _at(model, "mae_cells_head", k), "best": best, "best_name": name}
+        cells[k] = {
+            "default": ours, "head": _at(model, "mae_cells_head", k), "best": best, "best_name": name,
+            "se": paired_se(model, base.get(name), "knockout_mae_cells", k),
+        }  # fmt: skip
     seq_name, seq_best = _best(base, SEQUENCE_BASELINES, "mae_sequence")
     reg_name, reg_best = _best(base, FEATURE_REGRESSIONS, "mae_sequence")
     sequence: dict[str, Any] = {
@@ -87,6 +90,7 @@ def screen_checks(res: Mapping[str, Any]) -> dict[str, Any]:
         "head": _at(model, "mae_sequence_head"),
         "best": seq_best,
         "best_name": seq_name,
+        "se": paired_se(model, base.get(seq_name), "knockout_mae_sequence"),
         "best_regression": reg_best,
         "best_regression_name": reg_name,
         "train_mean": _at(base.get("train_mean"), "mae_sequence"),
@@ -127,6 +131,10 @@ def screen_checks(res: Mapping[str, Any]) -> dict[str, Any]:
             all(COVERAGE_RANGE[0] <= v <= COVERAGE_RANGE[1] for v in coverage.values()), *coverage.values()
         ),
         "stability k=10 >= 0.9": ok(stab >= 0.9, stab),
+        "never worse than the best baseline by 2 SE or more": ok(
+            all(c["default"] - c["best"] < 2 * c["se"] for c in [*cells.values(), sequence]),
+            *[v for c in [*cells.values(), sequence] for v in (c["default"], c["best"], c["se"])],
+        ),
     }
     return {
         "cells": cells,
@@ -143,11 +151,12 @@ def _f(x: float, digits: int = 3) -> str:
     return DASH if math.isnan(x) else f"{x:.{digits}f}"
 
 
-def _versus(ours: float, best: float, name: str) -> str:
+def _versus(ours: float, best: float, name: str, se: float = math.nan) -> str:
     if math.isnan(ours) or math.isnan(best) or not name:
         return _f(ours)
     rel = 100.0 * (ours - best) / best if best > 0 else 0.0
-    text = f"{ours:.3f} · {SHORT.get(name, name)} {best:.3f} ({rel:+.0f} %)"
+    noise = "" if math.isnan(se) or best <= 0 else f" ± {100.0 * se / best:.0f}"
+    text = f"{ours:.3f} · {SHORT.get(name, name)} {best:.3f} ({rel:+.0f}{noise} %)"
     return f"**{text}**" if ours <= best else text
 
 
@@ -184,7 +193,10 @@ def render_panel_markdown(panel: Mapping[str, Any]) -> str:
         "",
         "Each MAE cell: the default's reported number (head blended with empirical Bayes) · the best baseline at "
         "that column (cells: empirical, shrunk, EB = empirical Bayes; sequence only: EB prior, train mean, ridge, "
-        "PCR, k-NN, each CV-tuned) and the default's difference from it; bold where the default is at or below it. "
+        "PCR, k-NN, each CV-tuned) and the default's difference from it, ± its standard error over the held-out "
+        "knockouts (each knockout's difference averaged over seeds: seeds do not change which knockouts were held "
+        "out, so a gap within about two standard errors is the luck of the split); bold where the default is at or "
+        "below it. "
         "Coverage: share of held-out rows whose true distance lies in the 95 % interval at k = 2 / 10 / 60 / "
         "sequence only (and, in brackets, with all cells against the generating mix's distance). All cells: every cell of each held-out knockout, as `score` reports it, against the "
         "distance of the generating mix: MAE and Spearman of the default (label tally in brackets).",
@@ -201,8 +213,8 @@ def render_panel_markdown(panel: Mapping[str, Any]) -> str:
         rows.append(
             [
                 f"{name} ({_knobs(res.get('knobs') or {})})",
-                *[_versus(s["cells"][k]["default"], s["cells"][k]["best"], s["cells"][k]["best_name"]) for k in ks if k in s["cells"]],
-                _versus(s["sequence"]["default"], s["sequence"]["best"], s["sequence"]["best_name"]),
+                *[_versus(c["default"], c["best"], c["best_name"], c["se"]) for k in ks if (c := s["cells"].get(k))],
+                _versus(s["sequence"]["default"], s["sequence"]["best"], s["sequence"]["best_name"], s["sequence"]["se"]),
                 cov,
                 f"{_f(ac['mae'])} ({_f(ac['mae_tally'])})",
                 f"{_f(ac['spearman'])} ({_f(ac['spearman_tally'])})",
