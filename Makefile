@@ -52,8 +52,6 @@ reproduce: $(STAMP)
 	$(call publish,reproduce,perturbscore reproduce --seeds 0$(comma)1$(comma)2 --max-steps 1500)
 	cp runs/reproduce/plots/figure1.png docs/results/figure1.png
 
-# Needs Chromium (apt-get install chromium): renders the demo's report at 1280 px, checks the screenshot is not
-# blank and that every table shows all of its columns without sideways scrolling (fails when one is hidden).
 # The panel of simulated screens (docs/results/panel.md): the default and every baseline, 3 seeds each, with the
 # shipped training settings (PANEL_STEPS=600 for a shorter run; the table says which).
 PANEL_STEPS ?=
@@ -61,6 +59,8 @@ panel: $(STAMP)
 	$(BIN)/perturbscore reproduce --panel --seeds 0,1,2 $(if $(PANEL_STEPS),--max-steps $(PANEL_STEPS),) --resamples 20 --out runs/panel --overwrite --no-progress
 	cp runs/panel/panel.md runs/panel/panel.json docs/results/
 
+# Needs Chromium (apt-get install chromium): renders the demo's report at 1280 px, checks the screenshot is not
+# blank and that every table shows all of its columns without sideways scrolling (fails when one is hidden).
 report-check: $(STAMP)
 	$(BIN)/perturbscore report $(DEMO_OUT) --overwrite --open-check
 	$(BIN)/python tools/report_check.py $(DEMO_OUT)/report.html

@@ -237,6 +237,11 @@ def test_panel_checks_and_table() -> None:
     assert "**0.050 · EB 0.060 (-17 ± 0 %)**" in md
     assert "| coverage in [0.90, 0.97] | ✓ | ✓ |" in md
     assert "| never worse than the best baseline by 2 SE or more | ✓ | ✗ |" in md
+    assert "10 held-out knockouts" in md
+    folded = render_panel_markdown(
+        {"settings": {"seeds": [0], "folds": 5}, "screens": {"default": _result(0.05, 0.06)}}
+    )
+    assert "each held out once (5-fold over knockouts)" in folded
 
 
 def test_panel_says_when_a_gap_is_within_the_luck_of_the_split() -> None:

@@ -78,7 +78,9 @@ def reproduce(
     features: Path | None = FeaturesOpt,
     out: Path = typer.Option(Path("runs/reproduce"), "--out", help="Output directory."),
     seeds: str = typer.Option("0,1,2", "--seeds", help="Training seeds."),
-    folds: int = typer.Option(0, "--folds", help="0: one 50/10 split; else k-fold over knockouts."),
+    folds: int = typer.Option(
+        0, "--folds", help="0: one 50/10 split; else k-fold over knockouts (every knockout held out once)."
+    ),
     models: str = typer.Option(
         "",
         "--models",
@@ -94,7 +96,7 @@ def reproduce(
         False,
         "--panel",
         help="Run the default and every baseline over the panel of simulated screens and write one table "
-        "(OUT/panel.md, OUT/panel.json); SCREEN, --models, --folds and --sim-genes do not apply.",
+        "(OUT/panel.md, OUT/panel.json); SCREEN, --models and --sim-genes do not apply.",
     ),
     panel_screens: str = typer.Option(
         "", "--panel-screens", help="Comma-separated panel screens.", show_default="every screen of the panel"
@@ -125,8 +127,8 @@ def reproduce(
     from ..evaluation import reproduce as run_reproduce
 
     if panel:
-        _panel(out, screen, panel_screens, seeds, max_steps, sim_seed, sim_unseen, ks, resamples, overwrite=overwrite,
-               resume=resume, progress=progress)  # fmt: skip
+        _panel(out, screen, panel_screens, seeds, folds, max_steps, sim_seed, sim_unseen, ks, resamples,
+               overwrite=overwrite, resume=resume, progress=progress)  # fmt: skip
         return
     keys = tuple(m.strip() for m in models.split(",")) if models else (ABLATION if ablation else DEFAULT_MODELS)
     bad = [m for m in keys if m not in MODELS]
@@ -148,7 +150,9 @@ def reproduce(
     console.print(f"[green]reproduced[/]: [bold]{out / 'eval.md'}[/], {out / 'eval.json'}, {out / 'plots'}")
 
 
-def _panel(out, screen, names, seeds, max_steps, sim_seed, sim_unseen, ks, resamples, *, overwrite, resume, progress):  # noqa: ANN001, ANN202
+def _panel(
+    out, screen, names, seeds, folds, max_steps, sim_seed, sim_unseen, ks, resamples, *, overwrite, resume, progress
+):  # noqa: ANN001, ANN202
     """``reproduce --panel``: the default and every baseline over the simulated panel, one table."""
     import shlex
 
@@ -159,11 +163,12 @@ def _panel(out, screen, names, seeds, max_steps, sim_seed, sim_unseen, ks, resam
         raise InputError("--panel simulates its own screens; drop the SCREEN argument")
     chosen = tuple(n.strip() for n in names.split(",") if n.strip()) or PANEL_SCREENS
     command = ["perturbscore", "reproduce", "--panel", "--seeds", seeds, "--out", str(out)]
+    command += ["--folds", str(folds)] if folds else []
     command += ["--max-steps", str(max_steps)] if max_steps else []
     command += ["--panel-screens", ",".join(chosen)] if names else []
     command += ["--resamples", str(resamples)]
     reproduce_panel(
-        out=out, screens=chosen, seeds=_ints(seeds, flag="--seeds", minimum=0), max_steps=max_steps,
+        out=out, screens=chosen, seeds=_ints(seeds, flag="--seeds", minimum=0), folds=folds, max_steps=max_steps,
         sim_seed=sim_seed, sim_unseen=sim_unseen, ks=_ints(ks), n_resamples=resamples, overwrite=overwrite,
         resume=resume, progress=progress, command=shlex.join(command),
     )  # fmt: skip

@@ -27,8 +27,9 @@ logger = logging.getLogger(__name__)
 
 #: Default gene-level noise of the features, relative to the unit-scale signal.
 FEATURE_NOISE = 0.5
-#: The knockout planted in :func:`synthetic_perturb_seq`, and its true state mix.
+#: The knockout planted in :func:`synthetic_perturb_seq` (its true state mix is :data:`PLANTED_MIX`).
 PLANTED_KNOCKOUT = "Prdm1"
+#: The planted knockout's true state mix, in the order of the default states.
 PLANTED_MIX = (0.62, 0.12, 0.09, 0.15, 0.02)
 
 #: Named settings of the panel of screens the scores are judged on: how informative the features are

@@ -358,6 +358,7 @@ class OracleBaseline(Baseline):
         return self.true_props[index]
 
 
+#: Every baseline class by its name (``BASELINES[name]().fit(...)``).
 BASELINES: dict[str, type[Baseline]] = {
     cls.name: cls
     for cls in (

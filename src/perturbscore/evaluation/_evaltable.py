@@ -60,8 +60,11 @@ __all__ = ["SEED_REPORTED_L1", "render_eval_markdown", "summarise"]
 
 #: The seed's reported validation prediction losses, on the L1 scale.
 SEED_REPORTED_L1: dict[str, float] = {"seed_baseline": 0.23, "full": 0.28}
+#: What a table shows where a value was not measured.
 DASH = "—"
+#: Cells per sample at which evaluations measure the cells path.
 DEFAULT_KS = (2, 5, 10, 25, 60)
+#: Table labels of the models ``reproduce`` trains by default.
 MODEL_LABELS = {
     "seed_baseline": "seed baseline model (no T, 60 cells)",
     "full": "full model (T, ~10 cells)",
@@ -69,6 +72,7 @@ MODEL_LABELS = {
 }
 #: Label of the head-alone row of a model (its distance head without the empirical-Bayes blend).
 HEAD_SUFFIX = ": head alone"
+#: Table labels of the baselines.
 BASELINE_LABELS = {
     "empirical": "empirical (k cells' labels)",
     "shrunk": "shrunk empirical",

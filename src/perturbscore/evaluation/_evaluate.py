@@ -17,10 +17,10 @@ from .._utils import as_rng, track
 from ..data import Screen, draw_rows, tv
 from ..model import PerturbScoreModel
 from ._baselines import BASELINES
+from ._evaltable import DEFAULT_KS
 from ._metrics import recognition_r2, sample_targets, spearman_per_target, stability, topk_hit_rate
 
 logger = logging.getLogger(__name__)
-DEFAULT_KS = (2, 5, 10, 25, 60)
 
 
 @dataclass

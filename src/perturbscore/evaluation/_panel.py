@@ -188,8 +188,13 @@ def render_panel_markdown(panel: Mapping[str, Any]) -> str:
         f"{'the default step count' if not steps else f'{steps} training steps (a shorter run than the shipped default)'}, "
         f"training seeds {', '.join(str(s) for s in seeds)}; every value is the mean over the seeds. Each screen is "
         f"simulated with seed {settings.get('sim_seed', 0)} and {settings.get('sim_unseen', 0)} genes with features "
-        "but no cells, and evaluated on its 10 held-out knockouts (the seed's 50/10 split), "
-        f"{settings.get('n_resamples', DASH)} resamples x 16 targets per k.",
+        "but no cells, and evaluated on "
+        + (
+            f"every knockout, each held out once ({settings['folds']}-fold over knockouts), "
+            if settings.get("folds")
+            else "its 10 held-out knockouts (the seed's 50/10 split), "
+        )
+        + f"{settings.get('n_resamples', DASH)} resamples x 16 targets per k.",
         "",
         "Each MAE cell: the default's reported number (head blended with empirical Bayes) · the best baseline at "
         "that column (cells: empirical, shrunk, EB = empirical Bayes; sequence only: EB prior, train mean, ridge, "

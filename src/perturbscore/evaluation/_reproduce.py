@@ -142,6 +142,7 @@ def reproduce_panel(
     out: str | Path,
     screens: tuple[str, ...] = PANEL_SCREENS,
     seeds: tuple[int, ...] = (0, 1, 2),
+    folds: int = 0,
     max_steps: int | None = None,
     sim_seed: int = 0,
     sim_unseen: int = EVAL_UNSEEN_GENES,
@@ -156,7 +157,8 @@ def reproduce_panel(
 
     Each screen of :data:`perturbscore.datasets.SCREEN_PANEL` named in ``screens`` is simulated (seed
     ``sim_seed``, with ``sim_unseen`` genes that have features but no cells), the default is trained with every
-    seed in ``seeds`` and evaluated with every baseline on the seed's 50/10 split. ``out/panel.json`` holds every
+    seed in ``seeds`` and evaluated with every baseline on the seed's 50/10 split (every knockout, with ``folds``).
+    ``out/panel.json`` holds every
     screen's results and ``out/panel.md`` the table (:func:`render_panel_markdown`); both are rewritten after
     each screen. With ``resume``, screens whose results are already in ``out/screens/<name>.json`` are not run
     again.
@@ -169,6 +171,9 @@ def reproduce_panel(
         Panel screens to run.
     seeds
         Training seeds.
+    folds
+        0: each screen's seed 50/10 split (10 held-out knockouts); ``F``: ``F``-fold over knockouts, so every
+        knockout is held out once and gaps to the baselines are measured on all of them.
     max_steps
         Training steps (``None``: the default's own).
     sim_seed, sim_unseen
@@ -195,7 +200,7 @@ def reproduce_panel(
     out = _panel_dir(Path(out), overwrite=overwrite, resume=resume)
     panel: dict = {
         "settings": {
-            "command": command, "seeds": list(seeds), "max_steps": max_steps, "sim_seed": sim_seed,
+            "command": command, "seeds": list(seeds), "folds": folds, "max_steps": max_steps, "sim_seed": sim_seed,
             "sim_unseen": sim_unseen, "ks": list(ks), "n_resamples": n_resamples,
         },
         "screens": {},
@@ -214,7 +219,7 @@ def reproduce_panel(
         del sim
         over = {"perturbscore": {"max_steps": max_steps}} if max_steps else None
         res = reproduce(
-            screen, out=out / "screens" / name, seeds=seeds, models=("perturbscore",), ks=ks,
+            screen, out=out / "screens" / name, seeds=seeds, folds=folds, models=("perturbscore",), ks=ks,
             n_resamples=n_resamples, overwrite=True, progress=progress, train_overrides=over,
         )  # fmt: skip
         res.pop("scatter", None)

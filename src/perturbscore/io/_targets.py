@@ -39,6 +39,7 @@ class TargetPreset:
     constraints: tuple[str, ...] = ()
 
 
+#: Named targets a user can ask for by name (``--target progenitor``), each a mix with its constraints.
 TARGET_PRESETS: dict[str, TargetPreset] = {
     "progenitor": TargetPreset(
         "progenitor",

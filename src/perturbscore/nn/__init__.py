@@ -1,11 +1,13 @@
 """Pure PyTorch modules of the learned statistic (no AnnData here).
 
-| paper | class |
-|---|---|
-| f | :class:`ProgramEncoder` |
-| G | :class:`ProgramMixer` |
-| H | :class:`DistanceHead` (seed), :class:`StructuredDistanceHead` (default) |
-| T | :class:`SequenceRecognizer` |
+=======  ========================================================================================
+part     module
+=======  ========================================================================================
+``f``    :class:`ProgramEncoder`: genes to programs (linear map + tanh)
+``G``    :class:`ProgramMixer`: self-attention over the programs
+``H``    :class:`DistanceHead` (the seed's), :class:`StructuredDistanceHead` (the default's)
+``T``    :class:`SequenceRecognizer`: the statistic from gene features
+=======  ========================================================================================
 """
 
 from ._config import ModelConfig

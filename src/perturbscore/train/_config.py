@@ -298,6 +298,7 @@ PRESET_TABLE: dict[str, dict[str, dict[str, Any]]] = {
         "model": _SEED_MODEL,
     },
 }
+#: Names of the presets (``--preset``).
 PRESETS = tuple(PRESET_TABLE)
 
 
