@@ -16,9 +16,9 @@ from ._empirical_bayes import (
     posterior_distance,
     simulate_draws,
 )
-from ._fit import annotate_fit, as_screen, check_run_dir, fit
+from ._fit import annotate_fit, as_screen, fit
 from ._model import PerturbScoreModel
-from ._rundir import is_run_dir, prepare_run_dir
+from ._rundir import check_run_dir, is_run_dir, prepare_run_dir
 
 __all__ = [
     "N_POSTERIOR",

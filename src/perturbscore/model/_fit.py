@@ -32,7 +32,7 @@ from ..train import (
 )
 from ._calibration import fit_calibration
 from ._model import PerturbScoreModel
-from ._rundir import _foreign_entries, is_run_dir, prepare_run_dir
+from ._rundir import check_run_dir, prepare_run_dir
 
 if TYPE_CHECKING:
     import anndata as ad
@@ -69,39 +69,6 @@ def as_screen(
 
     screen = read_screen(data, features=features, **read_kw)
     return screen if embedding_key is None else attach_embedding(screen, data, key=embedding_key)
-
-
-def check_run_dir(out: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
-    """Raise the error :func:`prepare_run_dir` would raise for ``out``, touching nothing.
-
-    Call it before reading a large screen: a run that would be refused is refused at once.
-    """
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise RunError(f"{path} exists and is a file; choose another --out")
-    if not path.exists() or not any(path.iterdir()):
-        return
-    if not is_run_dir(path):
-        if not _foreign_entries(path):
-            return  # only entries perturbscore writes (e.g. the demo's screen): a run being started
-        action = "delete it with --overwrite" if overwrite else "write a run into it"
-        raise RunError(
-            f"{path} is not empty and is not a perturbscore run; refusing to {action}. "
-            "Choose another --out (a new or empty directory)."
-        )
-    if resume:
-        return
-    if not overwrite:
-        raise RunError(
-            f"{path} already holds a run; pass --overwrite to replace it, --resume to continue it, or choose another --out"
-        )
-    foreign = _foreign_entries(path)
-    if foreign or path.is_symlink():
-        what = ", ".join(repr(f) for f in foreign[:10]) if foreign else "a symbolic link"
-        raise RunError(
-            f"{path} holds a run but also {what} that perturbscore did not write; --overwrite would delete "
-            "them. Move them out of the run directory, or choose another --out."
-        )
 
 
 def fit(

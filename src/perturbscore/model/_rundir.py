@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Literal
 
 from .._errors import RunError
 
@@ -57,6 +58,45 @@ def _foreign_entries(path: Path) -> list[str]:
     )
 
 
+def _verdict(path: Path, *, overwrite: bool, resume: bool) -> Literal["create", "keep", "replace"]:
+    """Return what starting a run in ``path`` does (create it, keep it, replace it); raise where it must not."""
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path} exists and is a file; choose another --out")
+    if not path.exists() or not any(path.iterdir()):
+        return "create"
+    if not is_run_dir(path):
+        if not _foreign_entries(path):  # only entries perturbscore writes (e.g. the demo's screen): a run being started
+            return "replace" if overwrite else "keep"
+        action = "delete it with --overwrite" if overwrite else "write a run into it"
+        raise RunError(
+            f"{path} is not empty and is not a perturbscore run; refusing to {action}. "
+            "Choose another --out (a new or empty directory)."
+        )
+    if resume:
+        return "keep"
+    if not overwrite:
+        raise RunError(
+            f"{path} already holds a run; pass --overwrite to replace it, --resume to continue it, "
+            "or choose another --out"
+        )
+    foreign = _foreign_entries(path)
+    if foreign or path.is_symlink():
+        what = ", ".join(repr(f) for f in foreign[:10]) if foreign else "a symbolic link"
+        raise RunError(
+            f"{path} holds a run but also {what} that perturbscore did not write; --overwrite would delete "
+            "them. Move them out of the run directory, or choose another --out."
+        )
+    return "replace"
+
+
+def check_run_dir(out: str | Path, *, overwrite: bool = False, resume: bool = False) -> None:
+    """Raise the error :func:`prepare_run_dir` would raise for ``out``, touching nothing.
+
+    Call it before reading a large screen: a run that would be refused is refused at once.
+    """
+    _verdict(Path(out), overwrite=overwrite, resume=resume)
+
+
 def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool = False) -> Path:
     """Create ``path`` for a new run; refuse an existing run unless ``overwrite`` (replace) or ``resume``.
 
@@ -64,33 +104,10 @@ def prepare_run_dir(path: str | Path, *, overwrite: bool = False, resume: bool =
     but run outputs is removed: a user's other folder, or their files inside a run, are never deleted.
     """
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise RunError(f"{path} exists and is a file; choose another --out")
-    if path.exists() and any(path.iterdir()):
-        if not is_run_dir(path) and not _foreign_entries(path):
-            if not overwrite:  # only entries perturbscore writes (e.g. the demo's screen): a run being started
-                return path
-            shutil.rmtree(path)
-        if not is_run_dir(path):
-            action = "delete it with --overwrite" if overwrite else "write a run into it"
-            raise RunError(
-                f"{path} is not empty and is not a perturbscore run; refusing to {action}. "
-                "Choose another --out (a new or empty directory)."
-            )
-        if resume:
-            return path
-        if not overwrite:
-            raise RunError(
-                f"{path} already holds a run; pass --overwrite to replace it, --resume to continue it, "
-                "or choose another --out"
-            )
-        foreign = _foreign_entries(path)
-        if foreign or path.is_symlink():
-            what = ", ".join(repr(f) for f in foreign[:10]) if foreign else "a symbolic link"
-            raise RunError(
-                f"{path} holds a run but also {what} that perturbscore did not write; --overwrite would delete "
-                "them. Move them out of the run directory, or choose another --out."
-            )
+    verdict = _verdict(path, overwrite=overwrite, resume=resume)
+    if verdict == "keep":
+        return path
+    if verdict == "replace":
         shutil.rmtree(path)
     path.mkdir(parents=True, exist_ok=True)
     return path
