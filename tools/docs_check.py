@@ -21,19 +21,20 @@ import importlib
 import inspect
 import pkgutil
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from urllib.parse import urldefrag, urlparse
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tools' shared helpers, however this file is loaded
+from _chromium import find_chromium  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 MAX_RESULTS = 15
 #: Words that mark a page as written about internal work rather than about the package.
 INTERNAL = re.compile(r"\bsession[ -]?\d+|\bsession\d|\bissue[ -]?#?\d+|DESIGN\s*§", re.IGNORECASE)
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 #: Pages to screenshot: (page in the build, screenshot name, window height in px).
 SHOTS = (
     ("index.html", "index.png", 1600),
@@ -222,15 +223,6 @@ def check_sources() -> list[str]:
                 problems.append(f"{p.relative_to(ROOT)}:{i} refers to internal work: {line.strip()[:100]}")
     print(f"docs/results: {len(files)} files; {len(pages)} source pages scanned")
     return problems
-
-
-def find_chromium() -> str | None:
-    """Return the path of a Chromium or Chrome binary, or None."""
-    for name in CHROMIUM_NAMES:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def screenshot(chromium: str, page: Path, out: Path, height: int) -> None:

@@ -12,7 +12,6 @@ opened from disk with networking features off, so a report that needs the networ
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,16 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
-
-
-def find_chromium(explicit: str | None = None) -> str | None:
-    """Path of a Chromium binary: ``explicit``, ``/usr/bin/chromium`` or one on PATH; None if absent."""
-    for name in (explicit,) if explicit else CANDIDATES:
-        found = shutil.which(name) if name else None
-        if found:
-            return found
-    return None
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tools' shared helpers, however this file is loaded
+from _chromium import find_chromium  # noqa: E402
 
 
 def screenshot(chromium: str, page: Path, out: Path, *, width: int = 1280, height: int = 4000) -> None:

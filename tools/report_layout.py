@@ -18,13 +18,14 @@ import argparse
 import html
 import json
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tools' shared helpers, however this file is loaded
+from _chromium import find_chromium  # noqa: E402
+
 MARKER = "report-layout-check"
 
 # Runs after the page is parsed; writes its findings into an attribute of <body> (read from --dump-dom).
@@ -61,15 +62,6 @@ SCRIPT = """
 })();
 </script>
 """.replace("MARKER", MARKER)
-
-
-def find_chromium(explicit: str | None = None) -> str | None:
-    """Path of a Chromium binary: ``explicit``, ``/usr/bin/chromium`` or one on PATH; None if absent."""
-    for name in (explicit,) if explicit else CANDIDATES:
-        found = shutil.which(name) if name else None
-        if found:
-            return found
-    return None
 
 
 def _chromium(chromium: str, page: Path, *args: str, width: int, height: int) -> str:
