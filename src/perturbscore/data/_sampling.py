@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -195,7 +195,9 @@ class Episode:
         def mv(x: object) -> object:
             return x.to(device) if isinstance(x, torch.Tensor) else x
 
-        extra = {n: mv(getattr(self, n)) for n in ("inputs", "features", "has_features", "ref_inputs", "ref_segments")}
+        extra: dict[str, Any] = {
+            n: mv(getattr(self, n)) for n in ("inputs", "features", "has_features", "ref_inputs", "ref_segments")
+        }
         return replace(self, **extra, **moved)
 
 

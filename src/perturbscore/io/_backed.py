@@ -91,6 +91,7 @@ class H5Rows:
         self.normalize = normalize
         self.gap = int(gap)
         self._file: h5py.File | None = None
+        self._indptr: np.ndarray | None  # row offsets of a CSR matrix (None: dense)
         self._pid = os.getpid()
         node = self._node()
         self.kind = matrix_kind(node)
@@ -144,6 +145,7 @@ class H5Rows:
         return block[inverse]
 
     def _read_csr(self, uniq: np.ndarray) -> sp.csr_matrix:
+        assert self._indptr is not None  # read only for kind == "csr"
         node = self._node()
         data_ds, ind_ds = node["data"], node["indices"]
         lengths = self._indptr[uniq + 1] - self._indptr[uniq]  # (len(uniq),)

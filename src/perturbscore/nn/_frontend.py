@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +24,11 @@ class FrontEnd(nn.Module):
     For ``front_end="genes"`` it passes the cells through unchanged.
     All parameters are buffers, saved with the model.
     """
+
+    gene_index: torch.Tensor
+    mean: torch.Tensor
+    sd: torch.Tensor
+    components: torch.Tensor
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -101,7 +106,9 @@ class FrontEnd(nn.Module):
         self.fit_rows(lambda rows: x[rows], np.arange(x.shape[0]), seed=seed)
 
     @torch.no_grad()
-    def fit_rows(self, take, rows: np.ndarray, *, seed: int = 0, chunk: int = 2048) -> None:  # noqa: ANN001
+    def fit_rows(
+        self, take: Callable[[np.ndarray], Any], rows: np.ndarray, *, seed: int = 0, chunk: int = 2048
+    ) -> None:
         """Fit on the cells ``take(rows)`` (CSR), read ``chunk`` rows at a time.
 
         The sample is never held whole: one pass accumulates per-gene moments, and for PCA a second pass
@@ -121,8 +128,8 @@ class FrontEnd(nn.Module):
             total += t
             sumsq += q
         n = max(len(rows), 1)
-        mean = total / n
-        var = sumsq / n - mean**2
+        mean = cast(np.ndarray, total) / n  # set by the first chunk (rows is not empty)
+        var = cast(np.ndarray, sumsq) / n - mean**2
         sd = np.sqrt(np.maximum(var, 0)) + 1e-3
         if self.kind != "pca":
             self.mean.copy_(torch.from_numpy(mean))

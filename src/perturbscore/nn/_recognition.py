@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -55,6 +55,18 @@ class SequenceRecognizer(nn.Module):
     ema
         Weight of the newest closed-form fit in the moving average (``head="ridge"``).
     """
+
+    # buffers of the ridge head, registered in __init__ (head="ridge" only)
+    feat_mean: torch.Tensor
+    feat_sd: torch.Tensor
+    coef: torch.Tensor
+    intercept: torch.Tensor
+    alpha: torch.Tensor
+    n_fits: torch.Tensor
+    basis: torch.Tensor
+    basis_sd: torch.Tensor
+    basis_genes: torch.Tensor
+    rank: torch.Tensor
 
     def __init__(
         self,
@@ -162,8 +174,9 @@ class SequenceRecognizer(nn.Module):
         arithmetic of the seed's convolutional ``T`` (forward and backward).
         """
         first, act, second = self.conv
+        second = cast(nn.Conv1d, second)  # __init__'s: integer padding, with a bias
         h = act(first(x))  # (P, hidden, W)
-        n_win, pad = h.shape[-1], second.padding[0]
+        n_win, pad = h.shape[-1], cast(tuple[int, ...], second.padding)[0]
         total = h.sum(-1)  # (P, hidden)
         sums = []
         for k in range(second.kernel_size[0]):
@@ -172,7 +185,7 @@ class SequenceRecognizer(nn.Module):
             sums.append(total if o == 0 else total - edge.sum(-1))
         taps = torch.stack(sums, dim=-1)  # (P, hidden, K)
         out = torch.einsum("pck,ock->po", taps, second.weight) / n_win  # (P, D)
-        return out + second.bias
+        return out + cast(torch.Tensor, second.bias)
 
     def _attention_pool(self, features: torch.Tensor) -> torch.Tensor:
         """``sum_w softmax_w(v . LN(x_w)) LN(x_w)`` without materialising ``LN(x)`` (a genome is ~2 GB of features).

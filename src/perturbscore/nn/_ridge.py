@@ -21,6 +21,7 @@ def _weighted_ridge(
     (zero beyond each output's rank) and the intercept ``(m2,)``, both detached.
     """
     n, d = xp.shape
+    share: float | torch.Tensor
     if weights is None:
         root, share = torch.ones(n, 1, dtype=xp.dtype, device=xp.device), 1.0 / n
         x_mean, y_mean = torch.zeros(d, dtype=xp.dtype, device=xp.device), y.mean(0)

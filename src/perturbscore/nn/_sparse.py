@@ -94,12 +94,12 @@ class _ScipySparseMatmul(torch.autograd.Function):
     """``Y = X @ W.T`` for a scipy CSR ``X`` (N, G) and a dense ``W`` (m, G)."""
 
     @staticmethod
-    def forward(ctx, weight: torch.Tensor, x: sp.csr_matrix) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, weight: torch.Tensor, x: sp.csr_matrix) -> torch.Tensor:
         ctx.x = x
         return _csr_forward(x, weight.detach().cpu()).to(weight.dtype)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, None]:
         x: sp.csr_matrix = ctx.x
         g = grad_out.detach().cpu().numpy().astype(np.float32, copy=False)  # (N, m)
         grad_w = _weight_grad(x, g)  # (m, G)

@@ -78,6 +78,7 @@ class PerturbationStatistic(nn.Module):
         """Return what the statistic averages per cell: ``f(x)`` ``(N, m1)``, and the state posterior (mix channel)."""
         if not self.config.mix_channel:
             return programs
+        assert self.state_classifier is not None  # ModelConfig: the mix channel needs the state classifier
         return torch.cat([programs, torch.softmax(self.state_classifier(programs), dim=-1)], dim=-1)
 
     def pool(self, means: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -238,7 +238,7 @@ def _score_sequence(models: list[PerturbScoreModel], blocks: list, targets: np.n
         d = np.concatenate(dist, axis=1)  # (M, G, T)
         lo, hi = (np.quantile(d, q, axis=0) for q in QUANTILES) if len(models) > 1 else (None, None)
         interval = f"ensemble ({len(models)} models)" if len(models) > 1 else "none (single model)"
-    mix = np.concatenate(mixes) if all(m is not None for m in mixes) else None
+    mix = np.concatenate(cast("list[np.ndarray]", mixes)) if all(m is not None for m in mixes) else None
     return {
         "genes": genes,
         "source": "sequence",

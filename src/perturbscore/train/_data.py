@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -18,6 +19,8 @@ from ..nn import FrontEnd
 from ._config import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,8 @@ def resolve_io(config: TrainConfig, screen: Screen, *, front_end: str | None = N
                 screen.source or "the screen",
             )
     prefetch = config.prefetch if config.prefetch is not None else (4 if disk else 0)
-    return replace(config, sample_window=window, prefetch=prefetch)
+    # TrainConfig's __init__ takes every option by name; mypy's dataclass plugin knows only the four groups
+    return replace(config, sample_window=window, prefetch=prefetch)  # type: ignore[call-arg]
 
 
 def front_end_inputs(
@@ -239,6 +243,6 @@ class EpisodeDataset(Dataset):
         return state
 
 
-def identity(batch):  # noqa: ANN001, ANN201
+def identity(batch: _T) -> _T:
     """Collate function: episodes are already batches."""
     return batch

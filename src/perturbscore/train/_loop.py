@@ -8,6 +8,7 @@ import shutil
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import numpy as np
@@ -31,6 +32,9 @@ from ._data import (
 )
 from ._module import REC_REFIT_EVERY, StatisticModule
 
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,7 +49,7 @@ class TrainResult:
     embedding: CellEmbedding | None = None  # every cell's front-end coordinates, when the front end is a PCA
 
 
-def model_config_for(screen: Screen, train: TrainConfig, **overrides: object) -> ModelConfig:
+def model_config_for(screen: Screen, train: TrainConfig, **overrides: Any) -> ModelConfig:
     """Build the :class:`ModelConfig` for ``screen`` (feature dim only when T is trained)."""
     n_features = screen.features.shape[1] if (train.use_recognizer and screen.features is not None) else None
     return ModelConfig(n_genes=screen.n_genes, n_states=screen.n_states, n_features=n_features, **overrides)
@@ -99,7 +103,8 @@ def train_statistic(
     """
     run_dir = Path(run_dir)
     if config.steps_per_epoch > config.max_steps:  # validation (and early stopping) needs one full epoch
-        config = replace(config, steps_per_epoch=config.max_steps)
+        # TrainConfig's __init__ takes every option by name; mypy's dataclass plugin knows only the four groups
+        config = replace(config, steps_per_epoch=config.max_steps)  # type: ignore[call-arg]
     config = resolve_io(config, screen, front_end=model_config.front_end)
     net = build_net(model_config, seed=config.seed)
     take, emb = front_end_inputs(
@@ -145,7 +150,8 @@ def train_statistic(
             trainer.fit(
                 module,
                 train_dataloaders=DataLoader(dataset, batch_size=None, shuffle=False, collate_fn=identity),
-                val_dataloaders=DataLoader(val_eps, batch_size=None, shuffle=False, collate_fn=identity),
+                # a list is a map-style dataset (DataLoader reads __getitem__ and __len__; its stub wants a Dataset)
+                val_dataloaders=DataLoader(val_eps, batch_size=None, shuffle=False, collate_fn=identity),  # type: ignore[arg-type]
                 ckpt_path=str(ckpt) if resume and ckpt.exists() else None,
                 weights_only=True,  # never unpickle arbitrary objects from a checkpoint
             )
@@ -161,7 +167,7 @@ def train_statistic(
             torch.set_flush_denormal(False)  # the process default (the module flushes subnormals while it fits)
             torch.set_num_threads(threads)
             pl_logger.setLevel(pl_level)
-    best = trainer.checkpoint_callback.best_model_path
+    best = cast("ModelCheckpoint", trainer.checkpoint_callback).best_model_path  # checkpoint_callbacks' first
     best_step = None
     if best:
         saved = torch.load(best, map_location="cpu", weights_only=True)

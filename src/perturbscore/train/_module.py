@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -14,6 +15,9 @@ from ..data._sampling import Episode
 from ..nn import PerturbationStatistic, segment_mean
 from ._config import TrainConfig
 from ._loss import LossOutput, logratio_loss, prediction_loss, recognition_loss, recognition_r2, stability_loss
+
+if TYPE_CHECKING:
+    from lightning.pytorch.utilities.types import OptimizerLRScheduler
 
 #: Training steps per closed-form fit of a ridge ``T`` (the steps between reuse its leave-one-out map).
 REC_REFIT_EVERY = 4
@@ -63,6 +67,7 @@ class StatisticModule(L.LightningModule):
         if use_ref:
             with torch.no_grad():
                 ref_summary = net.cell_summary(net.programs(ep.ref_inputs))
+            assert ep.ref_segments is not None  # drawn with ref_inputs
             means.append(segment_mean(ref_summary, ep.ref_segments, ep.n_sets))
         if stable and use_ref:
             means.append(means[0].detach())  # G on the detached programs' means (the mix channel is not trained)
@@ -75,6 +80,7 @@ class StatisticModule(L.LightningModule):
             # training: a closed-form T is fit here and returns leave-one-out predictions (honest for unseen genes)
             # T pools every gene's windows, then keeps those with features (cheaper than copying their windows)
             feats = ep.features
+            assert feats is not None  # has is set only with features
             if self.training:
                 rec = net.recognize_fit(
                     feats, target, has, robust=cfg.rec_robust, subsample=cfg.rec_subsample, refit=refit
@@ -88,7 +94,7 @@ class StatisticModule(L.LightningModule):
         # H runs once on every statistic the step scores: the (fused) statistic, G's part alone (mix channel: so s
         # stays a full summary, which T learns for unseen genes) and T's predictions (the sequence path)
         lk = log_k(ep.k)
-        calls = [(used, ep.targets, lk)]
+        calls: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = [(used, ep.targets, lk)]
         if net.config.mix_channel:
             calls.append((net.mixed(used), ep.targets, lk))
         if rec is not None and target is not None:
@@ -120,6 +126,7 @@ class StatisticModule(L.LightningModule):
         if q_hat is not None and cfg.prop_weight > 0:
             terms["prop_loss"] = 0.5 * (q_hat - ep.proportions).abs().sum(-1).mean()
             if net.config.mix_channel:  # the statistic's own decoded mix (all that sequence-only scoring has)
+                assert mixes[1] is not None  # the mix channel's structured head decodes every call
                 terms["prop_loss"] = terms["prop_loss"] + 0.5 * (mixes[1] - ep.proportions).abs().sum(-1).mean()
             total = total + cfg.prop_weight * terms["prop_loss"]
         if rec is not None and target is not None:
@@ -202,7 +209,7 @@ class StatisticModule(L.LightningModule):
                 prog_bar=name in ("pred_loss", "select"),
             )  # fmt: skip
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning's union of return types
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         """AdamW with optional warm-up + cosine decay."""
         cfg = self.cfg
         # Lists in module order (never sets): resumed optimizer state must pair with the same tensors.
