@@ -79,13 +79,18 @@ def make_setup(
     return setup
 
 
+def _mean_spearman(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean Spearman over the rows of ``(T, P)`` arrays; NaN when no row ranks (all tied or constant)."""
+    rho = spearman_per_target(pred, true)
+    return float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+
+
 def _ranking_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     """Spearman and top-k from ``(R, P, T)`` predictions, over targets and resamples."""
     p = pred.transpose(0, 2, 1).reshape(-1, pred.shape[1])  # (R*T, P)
     t = true.transpose(0, 2, 1).reshape(-1, true.shape[1])
-    rho = spearman_per_target(p, t)  # NaN where a target's true distances are all tied
     return {
-        "spearman": float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
+        "spearman": _mean_spearman(p, t),
         "top1": topk_hit_rate(p, t, k=1),
         "top3": topk_hit_rate(p, t, k=min(3, p.shape[1])),
     }
@@ -192,7 +197,7 @@ def _all_cells_metrics(
     gen = tv(truth[:, None, :], q)  # (P, R*T)
     tally = tv(props[:, None, :], q)
     ranks = {
-        name: float(np.nanmean(spearman_per_target(pred.T, gen.T)))
+        name: _mean_spearman(pred.T, gen.T)
         for name, pred in (("spearman", res.distance), ("spearman_tally", tally), ("spearman_head", res.head))
     }
     return {

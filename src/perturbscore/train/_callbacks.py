@@ -76,7 +76,7 @@ class StepProgressBar(TQDMProgressBar):
     """
 
     def init_train_tqdm(self) -> Tqdm:
-        """The training bar, described by what it counts."""
+        """Create the training bar, labelled by what it counts."""
         return Tqdm(
             desc="training steps", position=2 * self.process_position, disable=self.is_disabled, leave=True,
             dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT,
