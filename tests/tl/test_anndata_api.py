@@ -73,6 +73,9 @@ def test_evaluate_writes_its_table_into_uns(fitted):
     assert set(entry) == {"table", "results", "params"}
     pd.testing.assert_frame_equal(entry["table"], table, check_dtype=False)
     assert entry["params"]["n_validation"] == 2
+    assert not table["metric"].str.startswith("knockout_").any()  # per-knockout errors stay in the results
+    per_knockout = entry["results"]["models"]["perturbscore"]["knockout_mae_cells"]
+    assert len(per_knockout["10"]) == 2  # uns keys are strings (HDF5)
     assert model.evaluation is table.attrs["results"]  # scoring reads it (sequence ranking)
 
 

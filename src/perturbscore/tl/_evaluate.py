@@ -108,12 +108,16 @@ def evaluation_table(results: Mapping[str, Any]) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``method, kind, label, metric, k`` (nullable int), ``mean, sd, n_runs``.
+        Columns ``method, kind, label, metric, k`` (nullable int), ``mean, sd, n_runs``. Each held-out
+        knockout's own error (``knockout_mae_cells``, ``knockout_mae_sequence``) is not a row here; it stays
+        in ``results``.
     """
     rows = []
     for group, kind, labels in (("models", "model", MODEL_LABELS), ("baselines", "baseline", BASELINE_LABELS)):
         for method, entry in (results.get(group) or {}).items():
             for metric, value in (entry or {}).items():
+                if metric.startswith("knockout_"):  # per knockout, not per method: kept in ``results``
+                    continue
                 for name, k, values in _values(metric, value):
                     mean, sd = summarise(values)
                     n = int(np.size(values)) if values is not None else 0
