@@ -91,6 +91,7 @@ def test_mixer_depends_on_program_identity() -> None:
     assert not torch.allclose(mixer(x), mixer(y))
 
 
+@torch.no_grad()
 def test_fusion_moves_from_prior_to_cells() -> None:
     net = PerturbationStatistic(ModelConfig(n_genes=10, n_states=3, n_features=4, front_end="genes"))
     stat, prior = torch.zeros(2, 10), torch.ones(2, 10)
@@ -187,6 +188,7 @@ def test_mix_channel_is_the_mean_state_posterior(cells: sp.csr_matrix) -> None:
     torch.testing.assert_close(net.statistic(prog[perm], seg[perm], 3), stat, atol=1e-5, rtol=1e-5)
 
 
+@torch.no_grad()
 def test_mix_channel_decoded_mix_moves_from_statistic_to_cells_with_k() -> None:
     torch.manual_seed(0)
     head = StructuredDistanceHead(6, 4, mix_channel=True)
