@@ -76,10 +76,12 @@ class StepProgressBar(TQDMProgressBar):
     """
 
     def init_train_tqdm(self) -> Tqdm:
-        """Create the training bar, labelled by what it counts."""
+        """Create the training bar, labelled by what it counts, with the step budget as its total from the start."""
+        budget = self.trainer.max_steps
         return Tqdm(
-            desc="training steps", position=2 * self.process_position, disable=self.is_disabled, leave=True,
-            dynamic_ncols=True, file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT,
+            desc="training steps", total=budget if budget and budget > 0 else None, initial=self.trainer.global_step,
+            position=2 * self.process_position, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+            file=sys.stdout, smoothing=0, bar_format=self.BAR_FORMAT,
         )  # fmt: skip
 
     def init_validation_tqdm(self) -> Tqdm:
@@ -87,12 +89,8 @@ class StepProgressBar(TQDMProgressBar):
         return Tqdm(disable=True)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Open the bar with the step budget as its total; a resumed run starts where it stopped."""
+        """Open the bar; a resumed run starts where it stopped."""
         self.train_progress_bar = self.init_train_tqdm()
-        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
-        self.train_progress_bar.reset(total=total)
-        self.train_progress_bar.n = trainer.global_step
-        self.train_progress_bar.refresh()
 
     def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
         """Keep counting across epochs."""
