@@ -202,7 +202,7 @@ def _result(default: float, best: float, *, shift: float = 1.0, spread: float = 
         "ks": ks,
         "knobs": {"within_state_shift": shift},
         "models": {"perturbscore": {
-            "mae_cells": {k: [default] for k in ks}, "mae_sequence": [default], "stability": {10: [0.95]},
+            "mae_cells": {k: [default] for k in ks}, "mae_sequence": [default], "stability": {2: [0.9], 10: [0.95]},
             "knockout_mae_cells": {k: per_knockout(default, wobble) for k in ks},
             "knockout_mae_sequence": per_knockout(default, wobble),
             "coverage": {k: [0.95] for k in ks}, "coverage_sequence": [0.93],
@@ -258,6 +258,29 @@ def test_panel_says_when_a_gap_is_within_the_luck_of_the_split() -> None:
     bare = _result(0.05, 0.06)
     del bare["models"]["perturbscore"]["knockout_mae_cells"]
     assert screen_checks(bare)["checks"]["never worse than the best baseline by 2 SE or more"] is None
+
+
+def test_panel_ablation_table_judges_each_removal_against_the_noise() -> None:
+    def with_variants(**variants: tuple[float, float]) -> dict:
+        res = _result(0.05, 0.06, spread=0.01)
+        for name, (mean, spread) in variants.items():
+            res["models"][f"default-{name}"] = _result(mean, 0.06, spread=spread)["models"]["perturbscore"]
+        return res
+
+    plain = render_panel_markdown({"settings": {"seeds": [0]}, "screens": {"default": _result(0.05, 0.06)}})
+    assert "removal" not in plain  # no variants trained: no ablation table
+    screens = {
+        "a": with_variants(kept=(0.06, 0.011), spare=(0.051, 0.04)),  # +0.01 on each knockout; +0.001 in scatter
+        "b": with_variants(kept=(0.05, 0.011), spare=(0.045, 0.011)),  # the spare part's removal helps on b
+    }
+    md = render_panel_markdown({"settings": {"seeds": [0]}, "screens": screens})
+    table = md[md.index("## Each component's removal") :]
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
+    assert rows["kept"].endswith("| hurts on a |")
+    assert "**+0.010 k=2" in rows["kept"]
+    assert rows["spare"].endswith("| helps on b |")
+    assert "**-0.005 k=2" in rows["spare"]
+    assert "| 0.900 (0.900) |" in rows["kept"]  # stability at 2 cells, without the part (the default's)
 
 
 def test_blend_rule_keeps_the_head_unless_empirical_bayes_is_clearly_better() -> None:

@@ -90,7 +90,8 @@ def reproduce(
     ablation: bool = typer.Option(
         False,
         "--ablation",
-        help="Train the ablation: the reference full model, the default, the default less each part.",
+        help="Train the ablation: the reference full model, the default, the default less each part. "
+        "With --panel: the default less each part on every screen, in a second table.",
     ),
     panel: bool = typer.Option(
         False,
@@ -128,7 +129,7 @@ def reproduce(
 
     if panel:
         _panel(out, screen, panel_screens, seeds, folds, max_steps, sim_seed, sim_unseen, ks, resamples,
-               overwrite=overwrite, resume=resume, progress=progress)  # fmt: skip
+               ablation=ablation, overwrite=overwrite, resume=resume, progress=progress)  # fmt: skip
         return
     keys = tuple(m.strip() for m in models.split(",")) if models else (ABLATION if ablation else DEFAULT_MODELS)
     bad = [m for m in keys if m not in MODELS]
@@ -151,24 +152,42 @@ def reproduce(
 
 
 def _panel(
-    out, screen, names, seeds, folds, max_steps, sim_seed, sim_unseen, ks, resamples, *, overwrite, resume, progress
+    out,
+    screen,
+    names,
+    seeds,
+    folds,
+    max_steps,
+    sim_seed,
+    sim_unseen,
+    ks,
+    resamples,
+    *,
+    ablation,
+    overwrite,
+    resume,
+    progress,
 ):  # noqa: ANN001, ANN202
     """``reproduce --panel``: the default and every baseline over the simulated panel, one table."""
     import shlex
 
     from .._errors import InputError
-    from ..evaluation import PANEL_SCREENS, reproduce_panel
+    from ..evaluation import ABLATION, PANEL_SCREENS, reproduce_panel
 
     if screen is not None:
         raise InputError("--panel simulates its own screens; drop the SCREEN argument")
     chosen = tuple(n.strip() for n in names.split(",") if n.strip()) or PANEL_SCREENS
-    command = ["perturbscore", "reproduce", "--panel", "--seeds", seeds, "--out", str(out)]
+    # the default and the default less each part (the seed's full model is no part of the default)
+    models = tuple(m for m in ABLATION if m != "full") if ablation else ("perturbscore",)
+    command = ["perturbscore", "reproduce", "--panel", *(["--ablation"] if ablation else []), "--seeds", seeds]
+    command += ["--out", str(out)]
     command += ["--folds", str(folds)] if folds else []
     command += ["--max-steps", str(max_steps)] if max_steps else []
     command += ["--panel-screens", ",".join(chosen)] if names else []
     command += ["--resamples", str(resamples)]
     reproduce_panel(
-        out=out, screens=chosen, seeds=_ints(seeds, flag="--seeds", minimum=0), folds=folds, max_steps=max_steps,
+        out=out, screens=chosen, models=models, seeds=_ints(seeds, flag="--seeds", minimum=0), folds=folds,
+        max_steps=max_steps,
         sim_seed=sim_seed, sim_unseen=sim_unseen, ks=_ints(ks), n_resamples=resamples, overwrite=overwrite,
         resume=resume, progress=progress, command=shlex.join(command),
     )  # fmt: skip

@@ -147,6 +147,125 @@ def screen_checks(res: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: Prefix of the ablation's variants, the default less one component (``reproduce --panel --ablation``).
+VARIANT_PREFIX = "default-"
+#: Columns a removal is judged on: held-out MAE at these cell counts, then sequence only.
+REMOVAL_KS = (2, 10, 60)
+#: A change of at least this many standard errors is more than the luck of the split and the seeds.
+NOISE_SE = 2.0
+
+
+def removal_effects(res: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Measure what removing each component of the default changes on one screen.
+
+    Parameters
+    ----------
+    res
+        One screen's reproduce results, with the default (``"perturbscore"``) and variants named
+        ``"default-<component>"`` among its models.
+
+    Returns
+    -------
+    ``{component: {"columns": {"k=2": {"delta": float, "se": float}, ..., "sequence": {...}}, "stability_2":
+    (variant, default)}}``: ``delta`` is the variant's held-out MAE less the default's (mean over seeds; positive:
+    the removal hurts), ``se`` its paired standard error over the held-out knockouts.
+    """
+    models = res.get("models") or {}
+    default = models.get("perturbscore")
+    if default is None:
+        return {}
+    effects: dict[str, dict[str, Any]] = {}
+    for name, entry in models.items():
+        if not name.startswith(VARIANT_PREFIX):
+            continue
+        columns = {
+            f"k={k}": {
+                "delta": _at(entry, "mae_cells", k) - _at(default, "mae_cells", k),
+                "se": paired_se(entry, default, "knockout_mae_cells", k),
+            }
+            for k in REMOVAL_KS
+        }
+        columns["sequence"] = {
+            "delta": _at(entry, "mae_sequence") - _at(default, "mae_sequence"),
+            "se": paired_se(entry, default, "knockout_mae_sequence"),
+        }
+        effects[name.removeprefix(VARIANT_PREFIX)] = {
+            "columns": columns,
+            "stability_2": (_at(entry, "stability", 2), _at(default, "stability", 2)),
+        }
+    return effects
+
+
+def _z(c: Mapping[str, float]) -> float:
+    """Express the change in standard errors (infinite for a change shared by every knockout alike)."""
+    delta, se = c["delta"], c["se"]
+    if math.isnan(delta) or math.isnan(se) or delta == 0:
+        return math.nan if math.isnan(delta) or math.isnan(se) else 0.0
+    return delta / se if se > 0 else math.copysign(math.inf, delta)
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def _extremes(columns: Mapping[str, Mapping[str, float]]) -> str:
+    """Name the column where the removal hurts most and the one where it helps most, each with its z."""
+    zs = {name: _z(c) for name, c in columns.items() if not math.isnan(_z(c))}
+    if not zs:
+        return DASH
+    parts = []
+    for name in dict.fromkeys((max(zs, key=lambda n: zs[n]), min(zs, key=lambda n: zs[n]))):
+        text = f"{columns[name]['delta']:+.3f} {name} ({zs[name]:+.1f})"
+        parts.append(f"**{text}**" if abs(zs[name]) >= NOISE_SE else text)
+    return " / ".join(parts)
+
+
+def render_removal_markdown(screens: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Markdown lines of the ablation across the panel: what removing each component does on every screen.
+
+    Empty when no screen's results hold ablation variants.
+    """
+    effects = {name: removal_effects(res) for name, res in screens.items()}
+    components = list(dict.fromkeys(c for e in effects.values() for c in e))
+    if not components:
+        return []
+    lines = [
+        "",
+        "## Each component's removal across the panel",
+        "",
+        "Each cell: held-out MAE of the default without the component, less the default's, at the column "
+        f"({', '.join(f'k={k}' for k in REMOVAL_KS)} cells or sequence only) where the removal hurts most, then "
+        "where it helps most, each with its change in standard errors over the held-out knockouts (paired, each "
+        f"knockout's change averaged over seeds); bold at {NOISE_SE:g} or more standard errors, beyond the luck of "
+        "the split and seeds. Stability: the statistic's stability at 2 cells without the component (the "
+        "default's in brackets), mean over screens. Verdict: whether the removal hurts beyond noise on any screen.",
+        "",
+        "| component | " + " | ".join(effects) + " | stability k=2 | verdict |",
+        "|---|" + "---|" * (len(effects) + 2),
+    ]
+    for comp in components:
+        cells, hurt, helped, stab = [], [], [], []
+        for screen, eff in effects.items():
+            e = eff.get(comp)
+            if e is None:
+                cells.append(DASH)
+                continue
+            cells.append(_extremes(e["columns"]))
+            zs = [_z(c) for c in e["columns"].values()]
+            hurt += [screen] if any(z >= NOISE_SE for z in zs) else []
+            helped += [screen] if any(z <= -NOISE_SE for z in zs) else []
+            stab.append(e["stability_2"])
+        verdict = (
+            f"hurts on {', '.join(hurt)}"
+            if hurt
+            else (f"helps on {', '.join(helped)}" if helped else "within noise on every screen")
+        )
+        variant, default = (_mean([s[i] for s in stab]) for i in (0, 1))
+        lines.append(f"| {comp} | " + " | ".join(cells) + f" | {_f(variant)} ({_f(default)}) | {verdict} |")
+    return lines
+
+
 def _f(x: float, digits: int = 3) -> str:
     return DASH if math.isnan(x) else f"{x:.{digits}f}"
 
@@ -246,4 +365,5 @@ def render_panel_markdown(panel: Mapping[str, Any]) -> str:
             )
             + ".",
         ]
+    lines += render_removal_markdown(screens)
     return "\n".join(lines) + "\n"

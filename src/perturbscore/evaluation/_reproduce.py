@@ -141,6 +141,7 @@ def reproduce_panel(
     *,
     out: str | Path,
     screens: tuple[str, ...] = PANEL_SCREENS,
+    models: tuple[str, ...] = ("perturbscore",),
     seeds: tuple[int, ...] = (0, 1, 2),
     folds: int = 0,
     max_steps: int | None = None,
@@ -156,12 +157,12 @@ def reproduce_panel(
     """Run :func:`reproduce` with the shipped default over the panel of simulated screens; write one table.
 
     Each screen of :data:`perturbscore.datasets.SCREEN_PANEL` named in ``screens`` is simulated (seed
-    ``sim_seed``, with ``sim_unseen`` genes that have features but no cells), the default is trained with every
-    seed in ``seeds`` and evaluated with every baseline on the seed's 50/10 split (every knockout, with ``folds``).
-    ``out/panel.json`` holds every
-    screen's results and ``out/panel.md`` the table (:func:`render_panel_markdown`); both are rewritten after
-    each screen. With ``resume``, screens whose results are already in ``out/screens/<name>.json`` are not run
-    again.
+    ``sim_seed``, with ``sim_unseen`` genes that have features but no cells), the default (and any other
+    ``models``) is trained with every seed in ``seeds`` and evaluated with every baseline on the seed's 50/10
+    split (every knockout, with ``folds``). ``out/panel.json`` holds every screen's results and ``out/panel.md``
+    the table (:func:`render_panel_markdown`; with the ablation's variants among ``models``, a second table of
+    what removing each component changes); both are rewritten after each screen. With ``resume``, screens whose
+    results are already in ``out/screens/<name>.json`` are not run again.
 
     Parameters
     ----------
@@ -169,6 +170,9 @@ def reproduce_panel(
         Output directory (``screens/<name>/`` holds each screen's runs, ``eval.json`` and ``eval.md``).
     screens
         Panel screens to run.
+    models
+        Models to train on every screen (keys of :data:`MODELS`); must include ``"perturbscore"``, the default
+        the table judges.
     seeds
         Training seeds.
     folds
@@ -197,10 +201,16 @@ def reproduce_panel(
     unknown = [s for s in screens if s not in SCREEN_PANEL]
     if unknown:
         raise InputError(f"unknown panel screen(s) {', '.join(unknown)}; choose from {', '.join(SCREEN_PANEL)}")
+    bad = [m for m in models if m not in MODELS]
+    if bad or "perturbscore" not in models:
+        raise InputError(
+            f"panel models must be keys of MODELS and include 'perturbscore' (the default the panel judges); "
+            f"got {', '.join(models) or 'none'}"
+        )
     out = _panel_dir(Path(out), overwrite=overwrite, resume=resume)
     panel: dict = {
         "settings": {
-            "command": command, "seeds": list(seeds), "folds": folds, "max_steps": max_steps, "sim_seed": sim_seed,
+            "command": command, "models": list(models), "seeds": list(seeds), "folds": folds, "max_steps": max_steps, "sim_seed": sim_seed,
             "sim_unseen": sim_unseen, "ks": list(ks), "n_resamples": n_resamples,
         },
         "screens": {},
@@ -210,16 +220,18 @@ def reproduce_panel(
         if resume and done.exists():
             import json
 
-            panel["screens"][name] = json.loads(done.read_text(encoding="utf-8"))
-            continue
+            kept = json.loads(done.read_text(encoding="utf-8"))
+            if set(models) <= set(kept.get("models") or {}):  # a screen run with fewer models runs again
+                panel["screens"][name] = kept
+                continue
         logger.info("panel screen %s: simulating %s", name, SCREEN_PANEL[name] or "the default screen")
         knobs: dict[str, Any] = dict(SCREEN_PANEL[name])
         sim = simulate_screen(**knobs, seed=sim_seed, n_unseen_genes=sim_unseen)
         screen = read_screen(sim.adata, features=sim.features)
         del sim
-        over = {"perturbscore": {"max_steps": max_steps}} if max_steps else None
+        over = {m: {"max_steps": max_steps} for m in models} if max_steps else None
         res = reproduce(
-            screen, out=out / "screens" / name, seeds=seeds, folds=folds, models=("perturbscore",), ks=ks,
+            screen, out=out / "screens" / name, seeds=seeds, folds=folds, models=models, ks=ks,
             n_resamples=n_resamples, overwrite=True, progress=progress, train_overrides=over,
         )  # fmt: skip
         res.pop("scatter", None)
