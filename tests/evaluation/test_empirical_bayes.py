@@ -277,9 +277,9 @@ def test_panel_ablation_table_judges_each_removal_against_the_noise() -> None:
     table = md[md.index("## Each component's removal") :]
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
     assert rows["kept"].endswith("| hurts on a |")
-    assert "**+0.010 k=2" in rows["kept"]
+    assert "**+0.0100 k=2" in rows["kept"]
     assert rows["spare"].endswith("| helps on b |")
-    assert "**-0.005 k=2" in rows["spare"]
+    assert "**-0.0050 k=2" in rows["spare"]
     assert "| 0.900 (0.900) |" in rows["kept"]  # stability at 2 cells, without the part (the default's)
 
 

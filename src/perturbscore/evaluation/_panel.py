@@ -216,7 +216,7 @@ def _extremes(columns: Mapping[str, Mapping[str, float]]) -> str:
         return DASH
     parts = []
     for name in dict.fromkeys((max(zs, key=lambda n: zs[n]), min(zs, key=lambda n: zs[n]))):
-        text = f"{columns[name]['delta']:+.3f} {name} ({zs[name]:+.1f})"
+        text = f"{columns[name]['delta']:+.4f} {name} ({zs[name]:+.1f})"
         parts.append(f"**{text}**" if abs(zs[name]) >= NOISE_SE else text)
     return " / ".join(parts)
 
