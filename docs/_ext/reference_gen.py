@@ -353,12 +353,17 @@ def panel_section(docs: Path) -> str:
         "differ in where the signal lies (strong or no sequence signal, strong or no state shifts, a "
         "15,077-gene screen, clean labels) and evaluates every baseline beside it"
     )
+    simulate = (
+        " Any screen of the panel can be written to disk on its own, to train or score on it: "
+        "`perturbscore simulate --like shift_none --out DIR` (the knobs can also be set one by one: "
+        "`--feature-signal`, `--within-state-shift`, `--label-noise`).\n"
+    )
     if not (docs / "results" / "panel.md").is_file():
-        return f"## Across screens\n\n{intro}; its table appears here once `make panel` has been run.\n"
+        return f"## Across screens\n\n{intro}; its table appears here once `make panel` has been run.{simulate}"
     return (
         f"## Across screens\n\n{intro}. It writes the table below to `docs/results/panel.md` (raw numbers in "
         "`panel.json`); the table's first lines say how it was measured.\n\n"
-        "```{include} ../results/panel.md\n:heading-offset: 2\n```\n"
+        f"{simulate.lstrip()}\n```{{include}} ../results/panel.md\n:heading-offset: 2\n```\n"
     )
 
 

@@ -253,3 +253,20 @@ def test_cli_simulate_writes_files_and_refuses_overwrite(tmp_path):
     assert isinstance(again.exception, RunError)
     assert "--overwrite" in str(again.exception)
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_cli_simulate_takes_a_panel_screen_and_its_knobs(tmp_path):
+    """``--like`` starts from a panel screen's knobs; a knob option overrides it; the truth records both."""
+    runner = CliRunner()
+    base = ["simulate", "--genes", "200", "--knockouts", "8", "--cells", "800", "--feature-dim", "8"]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "a"), "--like", "shift_none", "--label-noise", "0"])
+    assert result.exit_code == 0, result.output
+    params = ad.read_h5ad(tmp_path / "a" / "screen.h5ad").uns["perturbscore_truth"]["params"]
+    assert (params["within_state_shift"], params["label_noise"], params["feature_signal"]) == (0.0, 0.0, 1.0)
+    bad = runner.invoke(app, [*base, "--out", str(tmp_path / "b"), "--like", "features_weak"])
+    assert isinstance(bad.exception, InputError)
+    assert "features_weak" in str(bad.exception)
+    assert "features_strong" in str(bad.exception)
+    bad = runner.invoke(app, [*base, "--out", str(tmp_path / "c"), "--label-noise", "2"])
+    assert isinstance(bad.exception, InputError)
+    assert "--label-noise" in str(bad.exception)

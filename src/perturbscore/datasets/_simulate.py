@@ -302,11 +302,17 @@ def _check_args(*, n_unseen_genes: int, feature_dim: int, n_windows: int, noise:
 
 def _check_knobs(*, feature_signal: float, within_state_shift: float, label_noise: float) -> None:
     if not (np.isfinite(feature_signal) and feature_signal >= 0):
-        raise InputError(f"feature_signal={feature_signal}: must be a finite number >= 0 (0 = uninformative features)")
+        raise InputError(
+            f"feature_signal={feature_signal}: must be a finite number >= 0 (0 = uninformative features); pass --feature-signal >= 0"
+        )
     if not (np.isfinite(within_state_shift) and within_state_shift >= 0):
-        raise InputError(f"within_state_shift={within_state_shift}: must be a finite number >= 0 (0 = no shift)")
+        raise InputError(
+            f"within_state_shift={within_state_shift}: must be a finite number >= 0 (0 = no shift); pass --within-state-shift >= 0"
+        )
     if not 0 <= label_noise <= 1:
-        raise InputError(f"label_noise={label_noise}: must be in [0, 1] (0 = cells at their state's centre)")
+        raise InputError(
+            f"label_noise={label_noise}: must be in [0, 1] (0 = cells at their state's centre); pass --label-noise in [0, 1]"
+        )
 
 
 def _anndata(design: Design, plan: CellPlan, raw, params: dict, motifs: MotifMap | None) -> ad.AnnData:
