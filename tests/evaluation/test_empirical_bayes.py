@@ -270,17 +270,24 @@ def test_panel_ablation_table_judges_each_removal_against_the_noise() -> None:
     plain = render_panel_markdown({"settings": {"seeds": [0]}, "screens": {"default": _result(0.05, 0.06)}})
     assert "removal" not in plain  # no variants trained: no ablation table
     screens = {
-        "a": with_variants(kept=(0.06, 0.011), spare=(0.051, 0.04)),  # +0.01 on each knockout; +0.001 in scatter
-        "b": with_variants(kept=(0.05, 0.011), spare=(0.045, 0.011)),  # the spare part's removal helps on b
+        # kept: +0.01 on each knockout of a; spare: +0.001 amid a wide scatter; mild: +2.2 SE on a alone
+        "a": with_variants(kept=(0.06, 0.011), spare=(0.051, 0.04), mild=(0.0511, 0.0125)),
+        # spare's removal helps on b; mild: nothing
+        "b": with_variants(kept=(0.05, 0.011), spare=(0.045, 0.011), mild=(0.05, 0.0125)),
     }
     md = render_panel_markdown({"settings": {"seeds": [0]}, "screens": screens})
     table = md[md.index("## Each component's removal") :]
     rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines() if line.startswith("| ")}
-    assert rows["kept"].endswith("| hurts on a |")
+    assert rows["kept"].endswith("| hurts on the panel, a |")
     assert "**+0.0100 k=2" in rows["kept"]
-    assert rows["spare"].endswith("| helps on b |")
+    assert "**+0.0050 k=2" in rows["kept"]  # the panel's mean change, beyond its pooled noise
+    assert rows["spare"].endswith("| helps on b |")  # on b alone: a's wide scatter hides it in the mean
     assert "**-0.0050 k=2" in rows["spare"]
-    assert "| 0.900 (0.900) |" in rows["kept"]  # stability at 2 cells, without the part (the default's)
+    # one screen past 2 SE but not 3 (the threshold for one of many comparisons), nothing on the other: noise
+    assert "+0.0011 k=2 (+2." in rows["mild"]
+    assert "**" not in rows["mild"]
+    assert rows["mild"].endswith("| within noise |")
+    assert "| 0.900 / 0.950 (0.900 / 0.950) |" in rows["kept"]  # stability at 2 / 10 cells without (default's)
 
 
 def test_blend_rule_keeps_the_head_unless_empirical_bayes_is_clearly_better() -> None:
