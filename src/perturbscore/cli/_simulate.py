@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -49,23 +50,25 @@ def simulate(
 
     if like not in SCREEN_PANEL:
         raise InputError(f"unknown panel screen --like {like!r}; choose one of {', '.join(SCREEN_PANEL)}.")
-    knobs = SCREEN_PANEL[like]
-    n_genes = int(genes if genes is not None else knobs.get("n_genes", 2_000))
+    # the panel screen's knobs, then each knob option given; the rest keep simulate_screen's defaults
+    given = {
+        "n_genes": genes,
+        "feature_signal": feature_signal,
+        "within_state_shift": within_state_shift,
+        "label_noise": label_noise,
+    }
+    knobs: dict[str, Any] = SCREEN_PANEL[like] | {name: value for name, value in given.items() if value is not None}
+    size = int(knobs.get("n_genes", 2_000)) * (cells or 28_697)
     console = Console()
     screen = simulate_screen(
-        n_genes=n_genes,
-        feature_signal=float(feature_signal if feature_signal is not None else knobs.get("feature_signal", 1.0)),
-        within_state_shift=float(
-            within_state_shift if within_state_shift is not None else knobs.get("within_state_shift", 1.0)
-        ),
-        label_noise=float(label_noise if label_noise is not None else knobs.get("label_noise", 1.0)),
+        **knobs,
         n_knockouts=knockouts,
         n_cells=cells,
         n_unseen_genes=unseen_genes,
         feature_dim=feature_dim,
         sequences=sequences,
         seed=seed,
-        progress=n_genes * (cells or 28_697) > 10_000_000,
+        progress=size > 10_000_000,
     )
     paths = screen.write(out, overwrite=overwrite)
     n_cells, n_genes = screen.adata.shape
