@@ -10,7 +10,7 @@ import pytest
 from perturbscore.evaluation import BASELINES, render_panel_markdown, screen_checks
 from perturbscore.evaluation._metrics import sample_targets, tv_distance
 from perturbscore.model import Calibration, FeatureRegression, choose_strength, posterior_distance, simulate_draws
-from perturbscore.model._calibration import _conformal
+from perturbscore.model._calibrate import _conformal
 
 
 def _mixes(n: int, rng: np.random.Generator, *, c: int = 4) -> np.ndarray:
@@ -291,7 +291,7 @@ def test_panel_ablation_table_judges_each_removal_against_the_noise() -> None:
 
 
 def test_blend_rule_keeps_the_head_unless_empirical_bayes_is_clearly_better() -> None:
-    from perturbscore.model._calibration import _pick
+    from perturbscore.model._calibrate import _pick
 
     rng = np.random.default_rng(13)
     noise = rng.normal(scale=0.05, size=10)

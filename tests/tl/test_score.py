@@ -18,12 +18,12 @@ from perturbscore.datasets import PLANTED_KNOCKOUT, synthetic_perturb_seq
 from perturbscore.io import parse_constraint, read_screen
 from perturbscore.tl import fit
 from perturbscore.tl._score import (
-    bias_corrected_interval,
     rank_rows,
     score_perturbations,
     score_to_anndata,
     scores_from_anndata,
 )
+from perturbscore.tl._score_rows import bias_corrected_interval
 
 PROGENITOR_HEAVY = np.array([0.8, 0.05, 0.0, 0.1, 0.05])
 

@@ -6,16 +6,17 @@ counts, :func:`posterior_distance`) into the reported number, with a conformal i
 
 from __future__ import annotations
 
-from ._calibration import CalibratedDistance, Calibration, fit_calibration
+from ._calibrate import fit_calibration
+from ._calibration import CalibratedDistance, Calibration
 from ._empirical_bayes import (
     N_POSTERIOR,
     N_SIM,
-    FeatureRegression,
     choose_strength,
     pool_features,
     posterior_distance,
     simulate_draws,
 )
+from ._feature_regression import FeatureRegression
 from ._fit import annotate_fit, as_screen, fit
 from ._model import PerturbScoreModel
 from ._rundir import check_run_dir, is_run_dir, prepare_run_dir

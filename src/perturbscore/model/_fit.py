@@ -30,7 +30,7 @@ from ..train import (
     split_perturbations,
     train_statistic,
 )
-from ._calibration import fit_calibration
+from ._calibrate import fit_calibration
 from ._model import PerturbScoreModel
 from ._rundir import check_run_dir, prepare_run_dir
 
