@@ -101,3 +101,20 @@ def test_mixer_layer_written_out_equals_the_module() -> None:
     mixer.layer.eval()
     with torch.no_grad():  # the module's inference fast path too
         torch.testing.assert_close(encoder_layer(mixer.layer, x), mixer.layer(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("shape", "dim"), [((7, 4, 10, 10), -1), ((300, 5), -1), ((6, 5, 3), 1), ((4, 40), -1)])
+def test_short_axis_softmax_equals_torch_forward_and_backward(shape: tuple[int, ...], dim: int) -> None:
+    from perturbscore.nn import cross_entropy, log_softmax, softmax
+
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(*shape, generator=gen) * 5).requires_grad_()
+    up = torch.randn(*shape, generator=gen)
+    for ours, theirs in ((softmax, torch.softmax), (log_softmax, torch.log_softmax)):
+        (g_ours,) = torch.autograd.grad((ours(x, dim) * up).sum(), x)
+        (g_theirs,) = torch.autograd.grad((theirs(x, dim) * up).sum(), x)
+        torch.testing.assert_close(ours(x, dim), theirs(x, dim))
+        torch.testing.assert_close(g_ours, g_theirs)
+    if len(shape) == 2:
+        labels = torch.randint(0, shape[1], (shape[0],), generator=gen)
+        torch.testing.assert_close(cross_entropy(x, labels), torch.nn.functional.cross_entropy(x, labels))

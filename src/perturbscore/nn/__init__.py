@@ -17,6 +17,7 @@ from ._mixer import ProgramMixer
 from ._pooling import masked_mean, segment_mean
 from ._programs import ProgramEncoder
 from ._recognition import SequenceRecognizer
+from ._softmax import cross_entropy, log_softmax, softmax
 from ._sparse import sparse_matmul
 from ._statistic import PerturbationStatistic
 
@@ -30,7 +31,10 @@ __all__ = [
     "ProportionHead",
     "SequenceRecognizer",
     "StructuredDistanceHead",
+    "cross_entropy",
+    "log_softmax",
     "masked_mean",
     "segment_mean",
+    "softmax",
     "sparse_matmul",
 ]

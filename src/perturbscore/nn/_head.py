@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from ._softmax import softmax
+
 
 def _mlp(n_in: int, hidden: int, n_out: int, *, layers: int = 2) -> nn.Sequential:
     mods: list[nn.Module] = []
@@ -48,7 +50,7 @@ class DistanceHead(nn.Module):
         kv = self.target_net(targets)  # (P, T, n*m2 + n)
         keys = kv[..., : self.n_slots * self.n_stat].reshape(P, T, self.n_slots, self.n_stat)  # (P, T, n, m2)
         values = kv[..., self.n_slots * self.n_stat :]  # (P, T, n)
-        attn = torch.softmax((keys @ stat[:, None, :, None]).squeeze(-1), dim=-1)  # (P, T, n)
+        attn = softmax((keys @ stat[:, None, :, None]).squeeze(-1), dim=-1)  # (P, T, n)
         return torch.sigmoid(self.out(attn * values).squeeze(-1))  # (P, T)
 
 
@@ -61,7 +63,7 @@ class ProportionHead(nn.Module):
 
     def forward(self, stat: torch.Tensor) -> torch.Tensor:
         """``(P, m2) -> (P, C)`` proportions."""
-        return torch.softmax(self.net(stat), dim=-1)
+        return softmax(self.net(stat), dim=-1)
 
 
 class StructuredDistanceHead(nn.Module):

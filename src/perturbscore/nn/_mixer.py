@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._softmax import softmax
+
 #: Output activations of :class:`ProgramMixer` (``ModelConfig.stat_activation``).
 ACTIVATIONS = ("identity", "radial")
 
@@ -76,7 +78,7 @@ def encoder_layer(layer: nn.TransformerEncoderLayer, x: torch.Tensor) -> torch.T
     h = F.layer_norm(x, (d,), layer.norm1.weight, layer.norm1.bias, layer.norm1.eps)
     qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (P, L, 3d)
     q, k, v = qkv.view(P, L, 3, heads, d // heads).permute(2, 0, 3, 1, 4)  # each (P, heads, L, d / heads)
-    weights = torch.softmax((q * (d // heads) ** -0.5) @ k.transpose(-1, -2), dim=-1)  # (P, heads, L, L)
+    weights = softmax((q * (d // heads) ** -0.5) @ k.transpose(-1, -2), dim=-1)  # (P, heads, L, L)
     mixed = (weights @ v).transpose(1, 2).reshape(P, L, d)  # (P, heads, L, d / heads) -> (P, L, d)
     x = x + F.linear(mixed, attn.out_proj.weight, attn.out_proj.bias)
     h = F.layer_norm(x, (d,), layer.norm2.weight, layer.norm2.bias, layer.norm2.eps)

@@ -16,6 +16,7 @@ from ._mixer import ProgramMixer
 from ._pooling import segment_mean
 from ._programs import ProgramEncoder
 from ._recognition import SequenceRecognizer
+from ._softmax import softmax
 
 
 def centred_log_ratio(mix: torch.Tensor, floor: float = LOGRATIO_FLOOR) -> torch.Tensor:
@@ -79,7 +80,7 @@ class PerturbationStatistic(nn.Module):
         if not self.config.mix_channel:
             return programs
         assert self.state_classifier is not None  # ModelConfig: the mix channel needs the state classifier
-        return torch.cat([programs, torch.softmax(self.state_classifier(programs), dim=-1)], dim=-1)
+        return torch.cat([programs, softmax(self.state_classifier(programs), dim=-1)], dim=-1)
 
     def pool(self, means: torch.Tensor) -> torch.Tensor:
         """Compute the statistic from per-set means of :meth:`cell_summary`: ``G`` on the programs, the mix kept."""

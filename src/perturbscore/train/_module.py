@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from .._errors import RunError
 from ..data import state_fingerprint
 from ..data._sampling import Episode
-from ..nn import PerturbationStatistic, segment_mean
+from ..nn import PerturbationStatistic, cross_entropy, segment_mean, softmax
 from ._config import TrainConfig
 from ._loss import LossOutput, logratio_loss, prediction_loss, recognition_loss, recognition_r2, stability_loss
 
@@ -108,10 +107,10 @@ class StatisticModule(L.LightningModule):
             terms["pred_loss_stat"] = prediction_loss(dists[1], ep.distances, cfg.loss)
             total = total + terms["pred_loss_stat"]
         if cfg.state_weight > 0 and net.state_classifier is not None:
-            terms["state_loss"] = F.cross_entropy(net.state_classifier(programs), ep.cell_states)
+            terms["state_loss"] = cross_entropy(net.state_classifier(programs), ep.cell_states)
             total = total + cfg.state_weight * terms["state_loss"]
         if cfg.cell_mix_weight > 0 and net.cell_mix is not None:
-            cell_q = torch.softmax(net.cell_mix(programs), dim=-1)  # (N, C)
+            cell_q = softmax(net.cell_mix(programs), dim=-1)  # (N, C)
             terms["cell_mix_loss"] = 0.5 * (cell_q - ep.proportions[ep.segments]).abs().sum(-1).mean()
             total = total + cfg.cell_mix_weight * terms["cell_mix_loss"]
         if stable and ref is not None:
