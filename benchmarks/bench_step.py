@@ -111,6 +111,24 @@ def dense_floor(screen: Screen) -> tuple[float, str]:
     return timeit(work), f"G on {3 * P} sets + H on {3 * P * T:,} pairs"
 
 
+def softmax_cost() -> list[str]:
+    """Forward + backward ms of :func:`torch.softmax` and :func:`perturbscore.nn.softmax` on a step's short axes."""
+    from perturbscore.nn import softmax
+
+    lines = []
+    gen = torch.Generator().manual_seed(0)
+    for shape, what in (((189, 4, 10, 10), "G's attention weights"), ((4032, 5), "state posteriors")):
+        x = torch.randn(*shape, generator=gen).requires_grad_()
+        up = torch.randn(*shape, generator=gen)
+        ms = [
+            timeit(lambda f=f, x=x, up=up: torch.autograd.grad((f(x, -1) * up).sum(), x))
+            for f in (torch.softmax, softmax)
+        ]
+        lines.append(f"softmax over the last axis of {shape} ({what}), forward + backward: torch.softmax "
+                     f"{ms[0]:.2f} ms, perturbscore.nn.softmax {ms[1]:.2f} ms")  # fmt: skip
+    return lines
+
+
 def step_parts(
     screen: Screen, name: str, rng: np.random.Generator, n_steps: int, *, path: str = "new", refit_every: int = 1,
     **overrides: object,
@@ -217,6 +235,7 @@ def main() -> None:
           f"(front end fitted in {emb.params['fit_seconds']:.2f} s; {emb.n_cells} cells projected in "
           f"{emb.params['pass_seconds']:.2f} s)")  # fmt: skip
     print(f"floor (gather 640 rows + X W^T + X^T dY, scipy): {fl:.2f} ms")
+    print("\n".join(softmax_cost()))
     dense, what = dense_floor(screen)
     print(f"the default model's dense floor ({what}, forward + backward): {dense:.2f} ms")
     print(f"medians over {args.steps} steps per row (parts' medians need not add up to the step's)")
@@ -226,6 +245,11 @@ def main() -> None:
         ("default", "old path: per-step projection, T every step", {"path": "projected"}),
         ("default", "old step on cached projection, T every step", {"path": "cached"}),
         ("default", "stored embedding, T every step", {"refit_every": 1}),
+        (
+            "default",
+            f"stored embedding, T every {REC_REFIT_EVERY} steps, H 128 wide (the seed's width)",
+            {"refit_every": REC_REFIT_EVERY, "head_hidden": 128},
+        ),
         ("default", f"stored embedding, T every {REC_REFIT_EVERY} steps (shipped)", {"refit_every": REC_REFIT_EVERY}),
         ("seed-baseline", "raw genes, old step", {"path": "cached"}),
         ("seed-baseline", "raw genes (shipped)", {}),

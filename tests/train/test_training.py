@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from perturbscore.io import read_screen
+from perturbscore.nn import ModelConfig
 from perturbscore.tl import PerturbScoreModel, fit
 from perturbscore.train import TrainConfig, preset
 
@@ -191,6 +192,13 @@ def test_presets_apply_overrides_of_either_config_and_ignore_none() -> None:
     assert model["stat_activation"] == "identity"  # None: the preset's value
     model["front_end"] = "pca"  # the caller's copy: the next call sees the preset unchanged
     assert preset("seed-full")[1]["front_end"] == "genes"
+    # the seed presets keep the seed's 128-wide head; the default's is narrower
+    seed_net = ModelConfig(n_genes=10, n_states=3, **preset("seed-baseline")[1])
+    assert (seed_net.head, seed_net.head_hidden, ModelConfig(n_genes=10, n_states=3).head_hidden) == (
+        "attention",
+        128,
+        64,
+    )
 
 
 def test_progress_is_one_bar_over_the_step_budget(screen, tmp_path, capsys) -> None:  # noqa: ANN001

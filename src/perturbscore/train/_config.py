@@ -253,6 +253,7 @@ class TrainConfig:
 _SEED_MODEL: dict[str, Any] = {
     "front_end": "genes",
     "head": "attention",
+    "head_hidden": 128,
     "n_stat": 5,
     "state_classifier": False,
     "recognizer_pooling": "conv",
