@@ -50,4 +50,5 @@ REPRODUCE_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "default-logratio": ("default", {"logratio_weight": 0.0}),  # no log-ratio geometry loss
     "default-feature_basis": ("default", {"feature_basis": False}),  # T's basis from the training genes only
     "default-radial_stat": ("default", {"stat_activation": "identity"}),  # G's output left linear
+    "default-narrow_head": ("default", {"head_hidden": 128}),  # the seed's 128-wide distance head
 }
