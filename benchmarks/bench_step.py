@@ -2,8 +2,8 @@
 
 The floor: gather the sampled rows from CSR (64 perturbations x 10 cells) and the sparse x dense products with
 f's weights (forward ``X W^T`` and backward ``X^T dY``). A training step is timed in its parts (sampling/gather,
-forward, backward, optimizer), medians over ``--steps`` steps (the machines are shared VMs whose timings have
-outliers), for:
+forward, backward, optimizer), medians over ``--steps`` steps that every row takes in turns of 10 (the machines
+are shared VMs whose speed drifts and whose timings have outliers), for:
 
 * ``default, old path``: the step as the default ran it before cells were embedded once: every step gathers its
   cells' CSR rows (and the reference sample's) and projects them through the front end, draws each
@@ -12,7 +12,9 @@ outliers), for:
   screen already had);
 * ``default``: the shipped step, gathering rows of the stored embedding (``perturbscore.pp.embed``, its one-off
   time printed), drawing every perturbation's cells at once, fitting ``T`` every ``REC_REFIT_EVERY`` steps
-  (reusing the fit's leave-one-out map between), fused AdamW; and the same with ``T`` fitted every step;
+  (reusing the fit's leave-one-out map between), fused AdamW; the same with ``T`` fitted every step; and the
+  same with the seed's 128-wide head ``H``, with PyTorch's own softmax (the step before the short-axis softmax
+  of :mod:`perturbscore.nn` and the narrower head) and without;
 * the seed presets, whose ``f`` reads raw genes (CSR rows every step, as ever), with the old step (loop draws,
   foreach AdamW) and the shipped one.
 
@@ -23,8 +25,9 @@ Run: ``.venv/bin/python benchmarks/bench_step.py [--genes 15077] [--steps 100]``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +89,7 @@ def floor(screen: Screen, rng: np.random.Generator) -> float:
     return timeit(work)
 
 
-def dense_floor(screen: Screen) -> tuple[float, str]:
+def dense_floor(screen: Screen, **overrides: object) -> tuple[float, str]:
     """The default model's own dense work per step, forward and backward: ``G`` and ``H`` on the step's shapes.
 
     ``G`` on the three sets of means a step pools (the sampled cells', the reference sample's, the detached
@@ -94,7 +97,7 @@ def dense_floor(screen: Screen) -> tuple[float, str]:
     part alone, ``T``'s predictions): no sampling, front end, ``f``, ``T`` fit or losses.
     """
     n_train = min(64, len(screen.knockouts)) - 1
-    cfg, over = preset("default", k_min=10, k_max=10, n_train=n_train, n_val=1)
+    cfg, over = preset("default", k_min=10, k_max=10, n_train=n_train, n_val=1, **overrides)
     net = build_net(model_config_for(screen, cfg, **over), seed=0)
     gen = torch.Generator().manual_seed(0)
     P, C, T = n_train, screen.n_states, cfg.targets_per_perturbation
@@ -129,55 +132,95 @@ def softmax_cost() -> list[str]:
     return lines
 
 
-def step_parts(
-    screen: Screen, name: str, rng: np.random.Generator, n_steps: int, *, path: str = "new", refit_every: int = 1,
-    **overrides: object,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """Time ``n_steps`` steps of preset ``name``; ``path``: ``"new"``, ``"projected"`` or ``"cached"`` (old)."""
-    n_train = min(64, len(screen.knockouts)) - 1
-    cfg, over = preset(name, k_min=10, k_max=10, n_train=n_train, n_val=1, **overrides)
-    mcfg = model_config_for(screen, cfg, **over)
-    split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
-    net = build_net(mcfg, seed=0)
-    if path == "new":
-        take, _ = front_end_inputs(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
-    else:
-        fit_front_end(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
-        take = lambda rows: net.front.transform(screen.rows.take(rows))  # noqa: E731 - per-step projection
-        if path == "cached" and net.front.kind == "pca":
-            cache = np.concatenate([take(np.arange(s, min(screen.n_cells, s + 8192))).numpy()
-                                    for s in range(0, screen.n_cells, 8192)])  # fmt: skip
-            take = lambda rows: torch.from_numpy(cache[rows])  # noqa: E731
-    if cfg.use_recognizer:
-        fit_feature_basis(net, screen, cfg)  # as in training: T reads the all-gene basis (the default preset)
-    sampler = make_sampler(screen, split.train, take, config=cfg, target_pool=screen.proportions,
-                           schedule=schedule_of(cfg), target_noise=0.05, features=cfg.use_recognizer)  # fmt: skip
-    if path != "new":
-        sampler.__class__ = LoopSampler
-    module = StatisticModule(net, cfg, rec_refit_every=refit_every)
-    module.on_fit_start()  # as in training: subnormals flushed to zero
-    opt = module.configure_optimizers()
-    opt = opt["optimizer"] if isinstance(opt, dict) else opt
-    if path != "new":  # the optimizer as it was
-        groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
-        opt = torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
-    parts: dict[str, list[float]] = {"sample+gather": [], "forward": [], "backward": [], "optimizer": []}
-    for i in range(n_steps + 5):
-        t0 = time.perf_counter()
-        ep = sampler.sample(i, rng)
-        t1 = time.perf_counter()
-        loss = module.compute(ep, refit=i % refit_every == 0).total
-        t2 = time.perf_counter()
-        opt.zero_grad()
-        loss.backward()
-        t3 = time.perf_counter()
-        opt.step()
-        t4 = time.perf_counter()
-        if i >= 5:  # warm-up steps are not timed
-            for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
-                parts[key].append(dt * 1e3)
-    module.on_fit_end()
-    return {key: np.asarray(v) for key, v in parts.items()}
+@contextlib.contextmanager
+def torch_softmax() -> Iterator[None]:
+    """Run the modules with :func:`torch.softmax` and its cross-entropy (the step before the short-axis kernels)."""
+    import perturbscore.nn._head as head
+    import perturbscore.nn._mixer as mixer
+    import perturbscore.nn._statistic as statistic
+    import perturbscore.train._module as module
+
+    mods = (head, mixer, statistic, module)
+    saved = [(m, name, getattr(m, name)) for m in mods for name in ("softmax", "cross_entropy") if hasattr(m, name)]
+    for m, name, _ in saved:
+        setattr(m, name, torch.softmax if name == "softmax" else torch.nn.functional.cross_entropy)
+    try:
+        yield
+    finally:
+        for m, name, fn in saved:
+            setattr(m, name, fn)
+
+
+class StepRunner:
+    """One row of the table: a preset's training step, timed in its parts.
+
+    ``path``: ``"new"``, ``"projected"`` or ``"cached"`` (old); ``softmax="torch"``: the modules run with
+    PyTorch's own softmax (:func:`torch_softmax`). Rows are timed in turns of :data:`ROUND` steps (:meth:`run`),
+    so that a drift of the shared machine's speed falls on every row alike.
+    """
+
+    def __init__(
+        self, screen: Screen, name: str, rng: np.random.Generator, *, path: str = "new", refit_every: int = 1,
+        softmax: str = "ours", **overrides: object,
+    ) -> None:  # fmt: skip
+        n_train = min(64, len(screen.knockouts)) - 1
+        cfg, over = preset(name, k_min=10, k_max=10, n_train=n_train, n_val=1, **overrides)
+        split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
+        net = build_net(model_config_for(screen, cfg, **over), seed=0)
+        if path == "new":
+            take, _ = front_end_inputs(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
+        else:
+            fit_front_end(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
+            take = lambda rows: net.front.transform(screen.rows.take(rows))  # noqa: E731 - per-step projection
+            if path == "cached" and net.front.kind == "pca":
+                cache = np.concatenate([take(np.arange(s, min(screen.n_cells, s + 8192))).numpy()
+                                        for s in range(0, screen.n_cells, 8192)])  # fmt: skip
+                take = lambda rows: torch.from_numpy(cache[rows])  # noqa: E731
+        if cfg.use_recognizer:
+            fit_feature_basis(net, screen, cfg)  # as in training: T reads the all-gene basis (the default preset)
+        self.sampler = make_sampler(screen, split.train, take, config=cfg, target_pool=screen.proportions,
+                                    schedule=schedule_of(cfg), target_noise=0.05, features=cfg.use_recognizer)  # fmt: skip
+        if path != "new":
+            self.sampler.__class__ = LoopSampler
+        self.module = StatisticModule(net, cfg, rec_refit_every=refit_every)
+        self.module.on_fit_start()  # as in training: subnormals flushed to zero
+        opt = self.module.configure_optimizers()
+        opt = opt["optimizer"] if isinstance(opt, dict) else opt
+        if path != "new":  # the optimizer as it was
+            groups = [{"params": g["params"], "weight_decay": g["weight_decay"]} for g in opt.param_groups]
+            opt = torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
+        self.opt, self.rng, self.refit_every, self.softmax, self.step = opt, rng, refit_every, softmax, 0
+        self.parts: dict[str, list[float]] = {"sample+gather": [], "forward": [], "backward": [], "optimizer": []}
+        self.run(5, timed=False)  # warm-up
+
+    def run(self, n_steps: int, *, timed: bool = True) -> None:
+        """Take ``n_steps`` steps, recording each part's milliseconds when ``timed``."""
+        with torch_softmax() if self.softmax == "torch" else contextlib.nullcontext():
+            for _ in range(n_steps):
+                i = self.step
+                t0 = time.perf_counter()
+                ep = self.sampler.sample(i, self.rng)
+                t1 = time.perf_counter()
+                loss = self.module.compute(ep, refit=i % self.refit_every == 0).total
+                t2 = time.perf_counter()
+                self.opt.zero_grad()
+                loss.backward()
+                t3 = time.perf_counter()
+                self.opt.step()
+                t4 = time.perf_counter()
+                self.step += 1
+                if timed:
+                    for key, dt in zip(self.parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                        self.parts[key].append(dt * 1e3)
+
+    def medians(self) -> tuple[list[float], float]:
+        """Each part's median and the median step, in ms."""
+        arrays = [np.asarray(v) for v in self.parts.values()]
+        return [float(np.median(a)) for a in arrays], float(np.median(sum(arrays)))
+
+
+#: Steps each row takes in its turn.
+ROUND = 10
 
 
 def lightning_step(screen: Screen, n_steps: int) -> float:
@@ -238,7 +281,12 @@ def main() -> None:
     print("\n".join(softmax_cost()))
     dense, what = dense_floor(screen)
     print(f"the default model's dense floor ({what}, forward + backward): {dense:.2f} ms")
-    print(f"medians over {args.steps} steps per row (parts' medians need not add up to the step's)")
+    with torch_softmax():
+        before, _ = dense_floor(screen, head_hidden=128)
+    print(f"the same with a 128-wide H and torch.softmax (before): {before:.2f} ms")
+    print(
+        f"medians over {args.steps} steps per row, in turns of {ROUND} (parts' medians need not add up to the step's)"
+    )
     print("| preset | path | sample+gather ms | forward ms | backward ms | optimizer ms | step ms | step / floor |")
     print("|---|---|---|---|---|---|---|---|")
     runs = [
@@ -247,7 +295,12 @@ def main() -> None:
         ("default", "stored embedding, T every step", {"refit_every": 1}),
         (
             "default",
-            f"stored embedding, T every {REC_REFIT_EVERY} steps, H 128 wide (the seed's width)",
+            f"stored embedding, T every {REC_REFIT_EVERY} steps, H 128 wide, torch.softmax (before)",
+            {"refit_every": REC_REFIT_EVERY, "head_hidden": 128, "softmax": "torch"},
+        ),
+        (
+            "default",
+            f"stored embedding, T every {REC_REFIT_EVERY} steps, H 128 wide",
             {"refit_every": REC_REFIT_EVERY, "head_hidden": 128},
         ),
         ("default", f"stored embedding, T every {REC_REFIT_EVERY} steps (shipped)", {"refit_every": REC_REFIT_EVERY}),
@@ -256,10 +309,14 @@ def main() -> None:
         ("seed-full", "raw genes, old step", {"path": "cached"}),
         ("seed-full", "raw genes (shipped)", {}),
     ]
-    for name, label, kw in runs:
-        p = step_parts(screen, name, rng, args.steps, **kw)
-        total = float(np.median(sum(p.values())))
-        cells = " | ".join(f"{np.median(v):.2f}" for v in p.values())
+    rows = [(name, label, StepRunner(screen, name, rng, **kw)) for name, label, kw in runs]
+    for _ in range(max(1, args.steps // ROUND)):  # in turns: a drift of the machine's speed falls on every row
+        for _, _, runner in rows:
+            runner.run(ROUND)
+    torch.set_flush_denormal(False)
+    for name, label, runner in rows:
+        parts, total = runner.medians()
+        cells = " | ".join(f"{v:.2f}" for v in parts)
         print(f"| {name} | {label} | {cells} | {total:.2f} | {total / fl:.2f}x |", flush=True)
     ms = lightning_step(screen, args.steps)
     print(f"| default | shipped, inside Lightning (train_statistic: loop, hooks, logging) | | | | | {ms:.2f} | "
