@@ -58,7 +58,6 @@ def simulate(
         "label_noise": label_noise,
     }
     knobs: dict[str, Any] = SCREEN_PANEL[like] | {name: value for name, value in given.items() if value is not None}
-    size = int(knobs.get("n_genes", 2_000)) * (cells or 28_697)
     console = Console()
     screen = simulate_screen(
         **knobs,
@@ -68,7 +67,7 @@ def simulate(
         feature_dim=feature_dim,
         sequences=sequences,
         seed=seed,
-        progress=size > 10_000_000,
+        progress=None,  # a bar for a large screen
     )
     paths = screen.write(out, overwrite=overwrite)
     n_cells, n_genes = screen.adata.shape

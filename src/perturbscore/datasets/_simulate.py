@@ -31,6 +31,8 @@ FEATURE_NOISE = 0.5
 PLANTED_KNOCKOUT = "Prdm1"
 #: The planted knockout's true state mix, in the order of the default states.
 PLANTED_MIX = (0.62, 0.12, 0.09, 0.15, 0.02)
+#: Values (genes x cells) above which ``simulate_screen(progress=None)`` shows a progress bar.
+PROGRESS_VALUES = 10_000_000
 
 #: Named settings of the panel of screens the scores are judged on: how informative the features are
 #: (``feature_signal``), how much knockouts shift expression within a state (``within_state_shift``) and
@@ -112,7 +114,7 @@ def simulate_screen(
     label_noise: float = 1.0,
     planted: Mapping[str, Sequence[float]] | None = None,
     seed: int | np.random.Generator | None = 0,
-    progress: bool = False,
+    progress: bool | None = False,
 ) -> SyntheticScreen:
     """Simulate a Perturb-seq screen with known effects, true state mixes and gene features.
 
@@ -164,7 +166,8 @@ def simulate_screen(
     seed
         Seed or generator; the same seed gives the same screen.
     progress
-        Show a progress bar over chunks of cells.
+        Show a progress bar over chunks of cells; ``None``: when the screen holds more than 10 million values
+        (genes x cells).
 
     Returns
     -------
@@ -173,6 +176,8 @@ def simulate_screen(
     started = time.perf_counter()
     seed_int = int(seed.integers(2**63)) if isinstance(seed, np.random.Generator) else seed
     n_cells, n_control = _cell_totals(n_cells, n_control_cells, n_knockouts, min_cells)
+    if progress is None:
+        progress = n_genes * n_cells > PROGRESS_VALUES
     _check_args(n_unseen_genes=n_unseen_genes, feature_dim=feature_dim, n_windows=n_windows, noise=feature_noise)
     _check_knobs(feature_signal=feature_signal, within_state_shift=within_state_shift, label_noise=label_noise)
     ss = np.random.SeedSequence(seed_int)
