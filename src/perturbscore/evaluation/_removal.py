@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._cells import DASH, at, fmt
-from ._evaltable import paired_se
+from ._evaltable import paired_se, summarise
 
 #: Prefix of the ablation's variants, the default less one component (``reproduce --panel --ablation``).
 VARIANT_PREFIX = "default-"
@@ -92,11 +92,6 @@ def _z(c: Mapping[str, float]) -> float:
     return delta / se if se > 0 else math.copysign(math.inf, delta)
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
-
-
 def _extremes(columns: Mapping[str, Mapping[str, float]], noise: float) -> str:
     """Name the column where the removal hurts most and the one where it helps most, each with its z.
 
@@ -164,7 +159,7 @@ def render_removal_markdown(screens: Mapping[str, Mapping[str, Any]]) -> list[st
         verdict = "; ".join(
             [f"hurts on {', '.join(hurt)}"] * bool(hurt) + [f"helps on {', '.join(helped)}"] * bool(helped)
         )
-        stability = [[_mean([s[k][i] for s in stab]) for k in REMOVAL_STABILITY_KS] for i in (0, 1)]
+        stability = [[summarise([s[k][i] for s in stab])[0] for k in REMOVAL_STABILITY_KS] for i in (0, 1)]
         variant, default = (" / ".join(fmt(v) for v in values) for values in stability)
         lines.append(
             f"| {comp} | "
