@@ -140,10 +140,12 @@ def torch_softmax() -> Iterator[None]:
     import perturbscore.nn._statistic as statistic
     import perturbscore.train._module as module
 
-    mods = (head, mixer, statistic, module)
-    saved = [(m, name, getattr(m, name)) for m in mods for name in ("softmax", "cross_entropy") if hasattr(m, name)]
+    torch_fns = {"softmax": torch.softmax, "cross_entropy": torch.nn.functional.cross_entropy}
+    saved = [
+        (m, name, getattr(m, name)) for m in (head, mixer, statistic, module) for name in torch_fns if hasattr(m, name)
+    ]
     for m, name, _ in saved:
-        setattr(m, name, torch.softmax if name == "softmax" else torch.nn.functional.cross_entropy)
+        setattr(m, name, torch_fns[name])
     try:
         yield
     finally:
