@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,18 +14,15 @@ import torch
 
 from .. import __version__
 from .._errors import InputError, RunError
-from .._utils import atomic_path, write_json_atomic
 from ..data import EmbeddedCells
 from ..nn import ModelConfig, PerturbationStatistic
-from ..train import TrainConfig, build_net
-from ._calibration import CALIBRATION_FILE, CalibratedDistance, Calibration
+from ..train import TrainConfig
+from ._calibration import CalibratedDistance, Calibration
+from ._saved import read_model, write_model
 
 if TYPE_CHECKING:
     import anndata as ad
 
-WEIGHTS, META = "model.safetensors", "model.json"
-#: The run's evaluation, read beside a saved model when it is loaded from a run directory.
-EVAL_FILE = "eval.json"
 #: Cells per forward pass when a statistic is computed from an AnnData.
 BLOCK_CELLS = 20_000
 
@@ -349,15 +345,6 @@ class PerturbScoreModel:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``model.safetensors`` + ``model.json`` into directory ``path`` (atomic, no pickle)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        if (path / WEIGHTS).exists() and not overwrite:
-            raise RunError(f"{path / WEIGHTS} exists; pass overwrite=True (--overwrite) or choose another path")
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        with atomic_path(path / WEIGHTS) as tmp:
-            save_file(state, str(tmp))
         meta = {
             "perturbscore_version": __version__,
             "model_config": self.model_config.to_dict(),
@@ -367,63 +354,12 @@ class PerturbScoreModel:
             "split": self.split,
             "extra": self.extra,
         }
-        write_json_atomic(path / META, meta)
-        if self.calibration is not None:
-            write_json_atomic(path / CALIBRATION_FILE, self.calibration.to_dict())
-        elif (path / CALIBRATION_FILE).exists():
-            (path / CALIBRATION_FILE).unlink()
-        return path
+        return write_model(Path(path), self.net, meta, self.calibration, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> PerturbScoreModel:
         """Load a model saved by :meth:`save`; never unpickles anything."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        if (path / "model").is_dir() and not (path / META).exists():
-            path = path / "model"  # a run directory
-        if not (path / META).exists() or not (path / WEIGHTS).exists():
-            raise RunError(f"{path} holds no saved model ({META} + {WEIGHTS}); train one with `perturbscore train`")
-        try:
-            meta = json.loads((path / META).read_text())
-            mcfg = ModelConfig.from_dict(meta["model_config"])
-            tcfg = TrainConfig.from_dict(meta["train_config"])
-            states, genes = tuple(str(s) for s in meta["states"]), np.asarray(meta["gene_names"], dtype=str)
-            split, extra = dict(meta.get("split") or {}), dict(meta.get("extra") or {})
-            if len(states) != mcfg.n_states or len(genes) != mcfg.n_genes:
-                raise ValueError(
-                    f"{len(states)} states and {len(genes)} gene names, but its model_config has "
-                    f"{mcfg.n_states} states and {mcfg.n_genes} genes"
-                )
-        except (ValueError, KeyError, TypeError) as err:
-            raise RunError(
-                f"{path / META} is not a perturbscore model description ({err}); re-train or re-save"
-            ) from err
-        net = build_net(mcfg, seed=0)
-        try:
-            state = load_file(str(path / WEIGHTS))
-            net.load_state_dict(state, strict=True)
-        except (SafetensorError, RuntimeError, OSError) as err:
-            raise RunError(
-                f"{path / WEIGHTS} does not match {path / META} (a checkpoint from another model config, or a "
-                f"damaged file): {str(err).splitlines()[0]}"
-            ) from err
-        calibration = _read_calibration(path / CALIBRATION_FILE)
-        return cls(
-            net, mcfg, tcfg, states, genes, split, extra, evaluation=_read_evaluation(path.parent),
-            calibration=calibration,
-        )  # fmt: skip
-
-
-def _read_calibration(path: Path) -> Calibration | None:
-    """Read the calibration saved beside a model (JSON, never unpickled); ``None`` when there is none."""
-    if not path.exists():
-        return None
-    try:
-        return Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as err:
-        raise RunError(f"{path} is not a perturbscore calibration ({err}); re-train or delete it") from err
+        return cls(**read_model(Path(path)))
 
 
 def _stored_coordinates(adata: ad.AnnData, front: Any, layer: str | None) -> torch.Tensor | None:
@@ -436,15 +372,6 @@ def _stored_coordinates(adata: ad.AnnData, front: Any, layer: str | None) -> tor
     if str(emb.params.get("layer", "X")) != ("X" if layer is None else layer):
         return None
     return torch.from_numpy(np.ascontiguousarray(emb.values, dtype=np.float32))
-
-
-def _read_evaluation(run_dir: Path) -> dict[str, Any] | None:
-    """``run_dir/eval.json`` when it holds an evaluation of a model, else None (absent or unreadable)."""
-    try:
-        data = json.loads((run_dir / EVAL_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and isinstance(data.get("models"), dict) else None
 
 
 def _gene_columns(have: np.ndarray, want: np.ndarray) -> np.ndarray:
