@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 from ._backed import H5Rows
+from ._constraints import Constraint, parse_constraint
 from ._features import align_features, read_features
 from ._gmt import read_gmt, write_gmt
 from ._labels import proportions_from_labels, read_state_counts_table
 from ._read import read_screen
 from ._targets import (
     TARGET_PRESETS,
-    Constraint,
     TargetPreset,
     as_targets,
     challenge_objective,
     default_target_name,
     describe_mix,
     mix_to_spec,
-    parse_constraint,
     parse_target,
     read_targets,
     resolve_target_specs,
