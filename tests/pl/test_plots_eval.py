@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from perturbscore import pl
 from perturbscore._errors import InputError
-from perturbscore.evaluation._evaltable import render_eval_markdown, summarise
+from perturbscore.evaluation import render_eval_markdown, summarise
 
 
 @pytest.fixture

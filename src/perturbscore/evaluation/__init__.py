@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ._baseline_base import Baseline
 from ._baselines import BASELINES
-from ._evaltable import BASELINE_LABELS, MODEL_LABELS, render_eval_markdown, summarise
+from ._cells import summarise
+from ._evaltable import BASELINE_LABELS, MODEL_LABELS, render_eval_markdown
 from ._evaluate import DEFAULT_KS, EvalSetup, evaluate, evaluate_baselines, evaluate_model, make_setup
 from ._metrics import (
     bootstrap_label_samples,

@@ -49,12 +49,13 @@ names the best baseline of each column, the bar the default is judged against.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .._errors import InputError
+from ._cells import paired_se, summarise
 
 __all__ = ["SEED_REPORTED_L1", "render_eval_markdown", "summarise"]
 
@@ -87,20 +88,6 @@ REFERENCE_ROWS = frozenset({"oracle"})
 #: Cells per sample in the coverage table (where evaluated).
 COVERAGE_KS = (2, 10, 60)
 SEQUENCE_ONLY = frozenset({"train_mean", "ridge", "pcr", "knn"})
-
-
-def summarise(values: float | Iterable[float] | None) -> tuple[float, float]:
-    """Mean and sample standard deviation (``ddof=1``; 0 for one value) of per-seed values, NaNs ignored.
-
-    Returns ``(nan, nan)`` for ``None`` or no finite values.
-    """
-    if values is None:
-        return math.nan, math.nan
-    arr = np.atleast_1d(np.asarray(values, dtype=np.float64)).ravel()
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        return math.nan, math.nan
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
 def _fmt(values: Any, *, scale: float = 1.0, bold: bool = False) -> str:
@@ -179,39 +166,6 @@ def _section_seed(results: Mapping[str, Any]) -> str:
         )
     header = ["model", "val pred loss (TV)", "val pred loss (L1)", "seed's reported (L1)", "val rec loss", "rec R²"]
     return "## (a) The seed's Section 3\n\n" + _table(header, rows)
-
-
-def paired_se(model: Mapping[str, Any], baseline: Mapping[str, Any] | None, key: str, k: int | None = None) -> float:
-    """Return the standard error of a model's mean error less a baseline's, over the held-out knockouts they share.
-
-    Each knockout's difference is averaged over seeds first, since seeds do not change which knockouts were
-    held out.
-
-    Parameters
-    ----------
-    model, baseline
-        Result entries (``results["models"][name]``, ``results["baselines"][name]``).
-    key
-        Per-knockout errors, ``{knockout: [one per seed]}``: ``"knockout_mae_cells"`` (under ``k``) or
-        ``"knockout_mae_sequence"``.
-    k
-        Cells per sample, for per-``k`` metrics.
-
-    Returns
-    -------
-    The standard error; NaN when either side lacks per-knockout errors or fewer than 2 knockouts are shared.
-    """
-
-    def errors(entry: Mapping[str, Any] | None) -> dict[str, float]:
-        raw = (entry or {}).get(key) or {}
-        if k is not None:
-            raw = {int(kk): v for kk, v in raw.items()}.get(k) or {}
-        return {str(g): summarise(v)[0] for g, v in raw.items()}
-
-    ours, theirs = errors(model), errors(baseline)
-    diff = np.array([ours[g] - theirs[g] for g in ours if g in theirs])
-    diff = diff[np.isfinite(diff)]
-    return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) >= 2 else math.nan
 
 
 #: The row that says whether the default's edge over the best baseline is more than the luck of the split.

@@ -12,8 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._cells import DASH, at, fmt
-from ._evaltable import paired_se
+from ._cells import DASH, at, fmt, paired_se
 from ._removal import render_removal_markdown
 
 #: The panel ``reproduce --panel`` runs by default: what carries the signal varies from screen to screen.

@@ -6,8 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._cells import DASH, at, fmt
-from ._evaltable import paired_se, summarise
+from ._cells import DASH, at, fmt, paired_se, summarise
 
 #: Prefix of the ablation's variants, the default less one component (``reproduce --panel --ablation``).
 VARIANT_PREFIX = "default-"
