@@ -19,7 +19,9 @@ are shared VMs whose speed drifts and whose timings have outliers), for:
   foreach AdamW) and the shipped one.
 
 ``H`` runs once per step on every statistic it scores in every row (the old path ran it three times).
-Run: ``.venv/bin/python benchmarks/bench_step.py [--genes 15077] [--steps 100]``.
+``--device cuda`` times the shipped rows and the dense floor on a GPU instead (the episode is drawn on the CPU and
+copied to the device in the sample+gather part; every part ends with a device synchronisation).
+Run: ``.venv/bin/python benchmarks/bench_step.py [--genes 15077] [--steps 100] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -64,13 +66,20 @@ class LoopSampler(EpisodeSampler):
         )
 
 
-def timeit(fn: Callable[[], object], n: int = 100) -> float:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that a host clock times it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timeit(fn: Callable[[], object], n: int = 100, device: torch.device = torch.device("cpu")) -> float:
     """Median ms of ``n`` calls after a warm-up (the median: this shared VM's timings have outliers)."""
     fn()
     times = []
     for _ in range(n):
         t = time.perf_counter()
         fn()
+        synchronize(device)
         times.append(time.perf_counter() - t)
     return float(np.median(times)) * 1e3
 
@@ -89,8 +98,12 @@ def floor(screen: Screen, rng: np.random.Generator) -> float:
     return timeit(work)
 
 
-def dense_floor(screen: Screen, **overrides: object) -> tuple[float, str]:
+def dense_floor(
+    screen: Screen, device: torch.device = torch.device("cpu"), **overrides: object
+) -> tuple[float, str, float]:
     """The default model's own dense work per step, forward and backward: ``G`` and ``H`` on the step's shapes.
+
+    Returns its median ms, what it runs, and the GFLOP of its matrix products (PyTorch's flop counter).
 
     ``G`` on the three sets of means a step pools (the sampled cells', the reference sample's, the detached
     ones for the stability loss) and ``H`` on every (perturbation, target) pair it scores (the statistic, ``G``'s
@@ -98,20 +111,32 @@ def dense_floor(screen: Screen, **overrides: object) -> tuple[float, str]:
     """
     n_train = min(64, len(screen.knockouts)) - 1
     cfg, over = preset("default", k_min=10, k_max=10, n_train=n_train, n_val=1, **overrides)
-    net = build_net(model_config_for(screen, cfg, **over), seed=0)
+    net = build_net(model_config_for(screen, cfg, **over), seed=0).to(device)
     gen = torch.Generator().manual_seed(0)
     P, C, T = n_train, screen.n_states, cfg.targets_per_perturbation
     m1 = net.config.n_programs
     means = torch.cat([torch.rand(3 * P, m1, generator=gen) * 2 - 1, torch.full((3 * P, C), 1.0 / C)], dim=1)
     targets = torch.softmax(torch.randn(P, T, C, generator=gen), -1)
-    lk = torch.full((P,), float(np.log1p(10)))
+    means, targets, lk = means.to(device), targets.to(device), torch.full((P,), float(np.log1p(10)), device=device)
 
     def work() -> None:
         stat, _, rec = net.pool(means).split(P)  # (P, m2 + C) each
         dists, _ = net.distances([(stat, targets, lk), (net.mixed(stat), targets, lk), (rec, targets, lk * 0)])
         sum(d.sum() for d in dists).backward()
 
-    return timeit(work), f"G on {3 * P} sets + H on {3 * P * T:,} pairs"
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        work()
+    return timeit(work, device=device), f"G on {3 * P} sets + H on {3 * P * T:,} pairs", counter.get_total_flops() / 1e9
+
+
+def matmul_rate(shape: tuple[int, int, int] = (1890, 32, 96), n: int = 200) -> float:
+    """GFLOP/s of one thread's ``(m, k) @ (k, n)`` product at ``G``'s largest shape (its tokens by ``Q, K, V``)."""
+    m, k, n_out = shape
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=gen), torch.randn(k, n_out, generator=gen)
+    return 2 * m * k * n_out / timeit(lambda: a @ b, n) / 1e6
 
 
 def softmax_cost() -> list[str]:
@@ -157,13 +182,14 @@ class StepRunner:
     """One row of the table: a preset's training step, timed in its parts.
 
     ``path``: ``"new"``, ``"projected"`` or ``"cached"`` (old); ``softmax="torch"``: the modules run with
-    PyTorch's own softmax (:func:`torch_softmax`). Rows are timed in turns of :data:`ROUND` steps (:meth:`run`),
+    PyTorch's own softmax (:func:`torch_softmax`); ``device``: where the module steps (episodes are drawn on the
+    CPU and copied there). Rows are timed in turns of :data:`ROUND` steps (:meth:`run`),
     so that a drift of the shared machine's speed falls on every row alike.
     """
 
     def __init__(
         self, screen: Screen, name: str, rng: np.random.Generator, *, path: str = "new", refit_every: int = 1,
-        softmax: str = "ours", **overrides: object,
+        softmax: str = "ours", device: torch.device = torch.device("cpu"), **overrides: object,
     ) -> None:  # fmt: skip
         n_train = min(64, len(screen.knockouts)) - 1
         cfg, over = preset(name, k_min=10, k_max=10, n_train=n_train, n_val=1, **overrides)
@@ -184,7 +210,8 @@ class StepRunner:
                                     schedule=schedule_of(cfg), target_noise=0.05, features=cfg.use_recognizer)  # fmt: skip
         if path != "new":
             self.sampler.__class__ = LoopSampler
-        self.module = StatisticModule(net, cfg, rec_refit_every=refit_every)
+        self.module = StatisticModule(net, cfg, rec_refit_every=refit_every).to(device)
+        self.device = device
         self.module.on_fit_start()  # as in training: subnormals flushed to zero
         opt = self.module.configure_optimizers()
         opt = opt["optimizer"] if isinstance(opt, dict) else opt
@@ -201,14 +228,18 @@ class StepRunner:
             for _ in range(n_steps):
                 i = self.step
                 t0 = time.perf_counter()
-                ep = self.sampler.sample(i, self.rng)
+                ep = self.sampler.sample(i, self.rng).to(self.device)
+                synchronize(self.device)
                 t1 = time.perf_counter()
                 loss = self.module.compute(ep, refit=i % self.refit_every == 0).total
+                synchronize(self.device)
                 t2 = time.perf_counter()
                 self.opt.zero_grad()
                 loss.backward()
+                synchronize(self.device)
                 t3 = time.perf_counter()
                 self.opt.step()
+                synchronize(self.device)
                 t4 = time.perf_counter()
                 self.step += 1
                 if timed:
@@ -263,14 +294,45 @@ def load_screen(genes: int, unseen: int) -> tuple[Screen, str]:
     return read_screen(where / "screen.h5ad", features=where / "features.npz"), note
 
 
+def device_rows(screen: Screen, note: str, device: torch.device, steps: int) -> None:
+    """The dense floor and the shipped steps on ``device`` (a GPU), in the same turns as the CPU table."""
+    print(
+        f"screen: {screen.n_cells} cells x {screen.n_genes} genes ({note}); device: {torch.cuda.get_device_name(device)}"
+    )
+    embed(screen, n_train=min(64, len(screen.knockouts)) - 1, n_val=1)
+    dense, what, _ = dense_floor(screen, device)
+    print(f"the default model's dense floor on the device ({what}, forward + backward): {dense:.2f} ms")
+    print(f"medians over {steps} steps per row, in turns of {ROUND}; sample+gather includes the copy to the device")
+    print("| preset | path | sample+gather ms | forward ms | backward ms | optimizer ms | step ms | steps/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    runs = [
+        ("default", "stored embedding, T every step", {"refit_every": 1}),
+        ("default", f"stored embedding, T every {REC_REFIT_EVERY} steps (shipped)", {"refit_every": REC_REFIT_EVERY}),
+        ("seed-baseline", "raw genes (shipped)", {}),
+        ("seed-full", "raw genes (shipped)", {}),
+    ]
+    rng = np.random.default_rng(0)
+    rows = [(name, label, StepRunner(screen, name, rng, device=device, **kw)) for name, label, kw in runs]
+    for _ in range(max(1, steps // ROUND)):
+        for _, _, runner in rows:
+            runner.run(ROUND)
+    for name, label, runner in rows:
+        parts, total = runner.medians()
+        cells = " | ".join(f"{v:.2f}" for v in parts)
+        print(f"| {name} | {label} | {cells} | {total:.2f} | {1e3 / total:.0f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--genes", type=int, default=15077)
     ap.add_argument("--steps", type=int, default=100, help="timed steps per preset (medians are reported)")
     ap.add_argument("--unseen", type=int, default=2000, help="genes with features but no cells (T's basis)")
+    ap.add_argument("--device", default="cpu", help="where the model steps: cpu, or cuda for the shipped rows on a GPU")
     args = ap.parse_args()
     torch.set_num_threads(1)
     screen, note = load_screen(args.genes, args.unseen)
+    if args.device != "cpu":
+        return device_rows(screen, note, torch.device(args.device), args.steps)
     rng = np.random.default_rng(0)
     fl = floor(screen, rng)
     print(f"screen: {screen.n_cells} cells x {screen.n_genes} genes ({note})")
@@ -281,10 +343,13 @@ def main() -> None:
           f"{emb.params['pass_seconds']:.2f} s)")  # fmt: skip
     print(f"floor (gather 640 rows + X W^T + X^T dY, scipy): {fl:.2f} ms")
     print("\n".join(softmax_cost()))
-    dense, what = dense_floor(screen)
+    dense, what, gflop = dense_floor(screen)
     print(f"the default model's dense floor ({what}, forward + backward): {dense:.2f} ms")
+    rate = matmul_rate()
+    print(f"its matrix products: {gflop:.3f} GFLOP a step; at one thread's {rate:.1f} GFLOP/s for G's (1,890 x 32) @ "
+          f"(32 x 96) product they alone take {gflop / rate * 1e3:.2f} ms")  # fmt: skip
     with torch_softmax():
-        before, _ = dense_floor(screen, head_hidden=128)
+        before, _, _ = dense_floor(screen, head_hidden=128)
     print(f"the same with a 128-wide H and torch.softmax (before): {before:.2f} ms")
     print(
         f"medians over {args.steps} steps per row, in turns of {ROUND} (parts' medians need not add up to the step's)"

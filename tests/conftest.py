@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import anndata as ad
 import pytest
 from hypothesis import settings
 
 from perturbscore.datasets import SyntheticScreen, simulate_screen, synthetic_perturb_seq
+
+# The tests' own fixtures write AnnData files; from pandas 3 on their names are string arrays, which anndata
+# writes only when allowed (the package's own writers allow it themselves: tests/datasets/test_simulate.py).
+if hasattr(ad.settings, "allow_write_nullable_strings"):
+    ad.settings.allow_write_nullable_strings = True
 
 # Property tests draw the same examples on every run (CI included): a failure is reproducible.
 settings.register_profile("perturbscore", derandomize=True, deadline=None)

@@ -32,6 +32,21 @@ def as_rng(rng: np.random.Generator | int | None) -> np.random.Generator:
 
 
 @contextlib.contextmanager
+def anndata_strings_writable() -> Iterator[None]:
+    """Let anndata write pandas' string arrays, which pandas >= 3 uses for every name and label by default.
+
+    anndata refuses to write them unless told otherwise, because anndata < 0.11 cannot read them back.
+    """
+    import anndata as ad
+
+    if not hasattr(ad.settings, "allow_write_nullable_strings"):  # anndata < 0.11 has no such arrays to allow
+        yield
+        return
+    with ad.settings.override(allow_write_nullable_strings=True):
+        yield
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .._constants import KEYS
 from .._errors import RunError
-from .._utils import atomic_path, track
+from .._utils import anndata_strings_writable, atomic_path, track
 from ._cells import plan_cells
 from ._counts import iter_counts, log_normalize
 from ._design import build_design
@@ -153,7 +153,7 @@ def _assemble(
     from anndata.io import write_elem
 
     nnz = int(indptr[-1])
-    with h5py.File(tmp, "w") as f:
+    with h5py.File(tmp, "w") as f, anndata_strings_writable():
         f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
         write_elem(f, "obs", obs_frame(design, plan, order))
         write_elem(f, "var", pd.DataFrame(index=pd.Index(design.genes.astype(str))))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._errors import RunError
-from .._utils import atomic_path, write_text_atomic
+from .._utils import anndata_strings_writable, atomic_path, write_text_atomic
 
 if TYPE_CHECKING:
     from ._simulate import SyntheticScreen
@@ -36,7 +36,7 @@ def write_screen(screen: SyntheticScreen, directory: Path, *, overwrite: bool) -
             if path.exists():
                 raise RunError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another --out")
     directory.mkdir(parents=True, exist_ok=True)
-    with atomic_path(paths["screen"]) as tmp:
+    with atomic_path(paths["screen"]) as tmp, anndata_strings_writable():
         screen.adata.write_h5ad(tmp)
     write_features_npz(screen.features.genes, screen.features.values, paths["features"])
     if screen.sequences:
