@@ -19,8 +19,8 @@ def screen_with_unseen():
 
 
 @pytest.fixture(scope="session")
-def default_step():
-    """A factory: ``(net, module, episode)`` for one training step of the default preset with ``overrides``.
+def one_step():
+    """A factory: ``(net, module, episode)`` for one training step of a preset (the default) with ``overrides``.
 
     The net is fresh (front end fitted on the training knockouts of the small default simulated screen); the
     episode is step 0's, so a test can call ``module.compute(episode)`` and backpropagate one loss term.
@@ -44,8 +44,8 @@ def default_step():
     sim = synthetic_perturb_seq(seed=0)
     screen = read_screen(sim.adata, features=sim.features)
 
-    def make(**overrides):  # noqa: ANN003, ANN202
-        cfg, over = preset("default")
+    def make(preset_name: str = "default", **overrides):  # noqa: ANN003, ANN202
+        cfg, over = preset(preset_name)
         cfg = replace(cfg, **overrides)
         net = build_net(model_config_for(screen, cfg, **over), seed=0)
         split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)

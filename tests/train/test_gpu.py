@@ -9,20 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from perturbscore.data import Episode, Screen
+from perturbscore.data import Screen
 from perturbscore.io import read_screen
 from perturbscore.tl import fit
-from perturbscore.train import (
-    StatisticModule,
-    build_net,
-    fit_feature_basis,
-    front_end_inputs,
-    make_sampler,
-    model_config_for,
-    preset,
-    schedule_of,
-    split_perturbations,
-)
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
@@ -32,24 +21,9 @@ def screen(small_screen) -> Screen:  # noqa: ANN001
     return read_screen(small_screen.adata, features=small_screen.features)
 
 
-def module_and_episode(screen: Screen, name: str) -> tuple[StatisticModule, Episode]:
-    """A fresh preset's training module (front end and T's basis ready, as training has them) and one episode."""
-    cfg, over = preset(name, k_min=5, k_max=5, n_train=6, n_val=2)
-    split = split_perturbations(screen, n_train=cfg.n_train, n_val=cfg.n_val, seed=0)
-    net = build_net(model_config_for(screen, cfg, **over), seed=0)
-    take, _ = front_end_inputs(net.front, screen, split.train, n_cells=cfg.front_end_cells, seed=0)
-    if cfg.use_recognizer:
-        fit_feature_basis(net, screen, cfg)
-    sampler = make_sampler(
-        screen, split.train, take, config=cfg, target_pool=screen.proportions, schedule=schedule_of(cfg),
-        target_noise=0.05, features=cfg.use_recognizer,
-    )  # fmt: skip
-    return StatisticModule(net, cfg), sampler.sample(0, np.random.default_rng(0))
-
-
 @pytest.mark.parametrize("name", ["default", "seed-baseline", "seed-full"])
-def test_a_step_on_the_gpu_equals_the_cpu_step(screen: Screen, name: str) -> None:
-    cpu, ep = module_and_episode(screen, name)
+def test_a_step_on_the_gpu_equals_the_cpu_step(one_step, name: str) -> None:  # noqa: ANN001
+    _, cpu, ep = one_step(name, k_min=5, k_max=5, n_train=6, n_val=2)
     gpu = copy.deepcopy(cpu).cuda()
     out_cpu, out_gpu = cpu.compute(ep), gpu.compute(ep.to("cuda"))
     out_cpu.total.backward()

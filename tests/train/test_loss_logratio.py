@@ -89,9 +89,9 @@ def _assert_trains_g_alone(net) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("weight", [0.0, 0.3])
-def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: float, default_step) -> None:  # noqa: ANN001
+def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: float, one_step) -> None:  # noqa: ANN001
     """The log-ratio loss reads G's part of the reference statistic and reaches G alone."""
-    net, module, episode = default_step(logratio_weight=weight, n_train=20, n_val=2)
+    net, module, episode = one_step(logratio_weight=weight, n_train=20, n_val=2)
     out = module.compute(episode)
     terms = out.terms
     if weight == 0:
@@ -100,7 +100,7 @@ def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: fl
         return
     loss = terms["logratio_loss"]
     assert 0.0 < float(loss.detach()) < 1.0  # a share of the spread
-    _, off_module, _ = default_step(logratio_weight=0.0, n_train=20, n_val=2)  # same seed: the same step without it
+    _, off_module, _ = one_step(logratio_weight=0.0, n_train=20, n_val=2)  # same seed: the same step without it
     added = out.total.detach() - off_module.compute(episode).total.detach()
     torch.testing.assert_close(added, weight * loss.detach(), rtol=1e-4, atol=1e-6)  # in the total, weighted
     loss.backward()
@@ -108,8 +108,8 @@ def test_a_training_step_trains_g_through_the_loss_only_when_it_is_on(weight: fl
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.recognizer.parameters())
 
 
-def test_without_the_stability_loss_the_loss_still_trains_g_alone(default_step) -> None:  # noqa: ANN001
+def test_without_the_stability_loss_the_loss_still_trains_g_alone(one_step) -> None:  # noqa: ANN001
     """It reads the reference sample's statistic, whose programs carry no gradient: f is left to the other losses."""
-    net, module, episode = default_step(stability_weight=0.0, select_stability_weight=0.0, n_train=10, n_val=2)
+    net, module, episode = one_step(stability_weight=0.0, select_stability_weight=0.0, n_train=10, n_val=2)
     module.compute(episode).terms["logratio_loss"].backward()
     _assert_trains_g_alone(net)

@@ -30,9 +30,9 @@ def test_collapsing_the_statistic_is_not_a_minimum() -> None:
     assert abs(float(scale.grad)) < 1e-5
 
 
-def test_stability_loss_trains_g_only(default_step) -> None:  # noqa: ANN001
+def test_stability_loss_trains_g_only(one_step) -> None:  # noqa: ANN001
     """The stability loss reads detached program activities: G's parameters get a gradient from it, f's none."""
-    net, module, episode = default_step(stability_weight=0.5, n_train=6, n_val=2)
+    net, module, episode = one_step(stability_weight=0.5, n_train=6, n_val=2)
     module.compute(episode).terms["stability_loss"].backward()
     f_grad = net.encoder.weight.grad
     g_grad = [p.grad for p in net.mixer.parameters() if p.grad is not None]
