@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import torch
 
 import perturbscore.cli._train  # noqa: F401  registers `train` even before cli/__init__ imports it
 from perturbscore._constants import CHALLENGE_STATES
@@ -488,6 +489,9 @@ def test_named_preset_target_is_parsed(ws: Workspace, capsys: pytest.CaptureFixt
 
 
 # Options whose values are checked by TrainConfig / preset(): today a ValueError with a traceback.
+#: PyTorch sees no GPU here (CUDA or Apple's MPS): a GPU run must be refused.
+NO_GPU = not torch.cuda.is_available() and not torch.backends.mps.is_available()
+
 BAD_OPTIONS = {
     "k-min-zero": (["--k-min", "0"], "k_min"),
     "preset-unknown": (["--preset", "nope"], "preset"),
@@ -528,6 +532,19 @@ def test_bad_option_fails_before_the_screen_is_read(ws: Workspace, capsys: pytes
     assert rc == 2
     assert "stat_activation" in text
     assert "does not exist" not in text
+
+
+@pytest.mark.skipif(not NO_GPU, reason="this machine has a GPU")
+def test_gpu_without_one_fails_before_the_screen_is_read(ws: Workspace, capsys: pytest.CaptureFixture[str]) -> None:
+    """--accelerator gpu where PyTorch sees no GPU: a message naming the option and what to do, and no run folder."""
+    args = train_args(ws, "--accelerator", "gpu", screen=ws.root / "missing.h5ad")
+    out = Path(args[args.index("--out") + 1])
+    rc, text = run_cli(args, capsys)
+    assert rc == 2
+    assert "Traceback" not in text
+    assert "--accelerator cpu" in text
+    assert "does not exist" not in text
+    assert not out.exists()
 
 
 def test_debug_shows_traceback(ws: Workspace) -> None:

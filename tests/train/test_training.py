@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
+from perturbscore._errors import InputError
 from perturbscore.io import read_screen
 from perturbscore.nn import ModelConfig
 from perturbscore.tl import PerturbScoreModel, fit
@@ -211,3 +212,10 @@ def test_progress_is_one_bar_over_the_step_budget(screen, tmp_path, capsys) -> N
     assert not any("/?" in line for line in training), training  # the total is known from the first line
     assert "val_select=" in training[-1]
     assert not any(line.lstrip().startswith(("Epoch", "Validation", "Training:")) for line in lines), lines
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="this machine has a GPU")
+def test_a_gpu_run_without_a_gpu_fails_before_anything_is_written(screen, tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(InputError, match=r"accelerator='gpu' \(--accelerator gpu\) asks for a GPU"):
+        fit(screen, out=tmp_path / "run", accelerator="gpu", **FAST)
+    assert not (tmp_path / "run").exists()

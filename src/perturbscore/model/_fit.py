@@ -23,6 +23,7 @@ from ..nn import ModelConfig
 from ..train import (
     Split,
     TrainConfig,
+    check_devices,
     is_main_process,
     model_config_for,
     preset,
@@ -152,6 +153,8 @@ def fit(
     if out is not None and is_main_process():
         check_run_dir(out, overwrite=overwrite, resume=resume)  # before reading a screen that may be large
     tcfg, mover = preset(preset_name, **overrides)  # a bad option fails before the screen is read, too
+    run_cfg = config if config is not None else tcfg
+    check_devices(run_cfg.accelerator, run_cfg.devices)  # no GPU: fail now, not after reading the screen
     keys = {"perturbation_key": perturbation_key, "state_key": state_key, "control": control, "layer": layer}
     screen = as_screen(
         data, features=features, embedding_key=embedding_key, **keys, min_cells=min_cells, small=small,

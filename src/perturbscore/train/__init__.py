@@ -20,7 +20,7 @@ from ._data import (
     schedule_of,
     split_perturbations,
 )
-from ._dist import is_main_process
+from ._dist import check_devices, is_main_process
 from ._loop import TrainResult, build_net, fit_feature_basis, model_config_for, train_statistic
 from ._module import REC_REFIT_EVERY, StatisticModule
 
@@ -37,6 +37,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_net",
+    "check_devices",
     "check_options",
     "fit_feature_basis",
     "fit_front_end",

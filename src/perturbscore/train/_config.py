@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from .._errors import InputError
 from ..nn import ModelConfig
+from ._dist import check_devices
 
 
 @dataclass(frozen=True)
@@ -308,10 +309,11 @@ def check_options(name: str, **overrides: Any) -> None:
 
     Builds the preset's :class:`TrainConfig` and a :class:`~perturbscore.nn.ModelConfig` for a stand-in screen
     size (their option checks do not depend on it), so a typo in an option fails in a second, not after
-    reading a genome-wide screen.
+    reading a genome-wide screen; so does a GPU run on a machine without one (:func:`~perturbscore.train.check_devices`).
     """
-    _, model = preset(name, **overrides)
+    train, model = preset(name, **overrides)
     ModelConfig(n_genes=1, n_states=2, **model)
+    check_devices(train.accelerator, train.devices)
 
 
 def preset(name: str, **overrides: Any) -> tuple[TrainConfig, dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Which process of a distributed run this is, read from the launcher's environment.
+"""Which process of a distributed run this is, and whether this machine has the devices a run asks for.
 
 Lightning's own DDP launcher, ``torchrun`` and SLURM each start one process per device; every
 process runs the whole command. Only rank 0 may write a run's files.
@@ -7,6 +7,8 @@ process runs the whole command. Only rank 0 may write a run's files.
 from __future__ import annotations
 
 import os
+
+from .._errors import InputError
 
 
 def global_rank() -> int:
@@ -31,3 +33,29 @@ def global_rank() -> int:
 def is_main_process() -> bool:
     """Return whether this process is rank 0 (or the run is not distributed)."""
     return global_rank() == 0
+
+
+def check_devices(accelerator: str, devices: int | str) -> None:
+    """Refuse a GPU run on a machine where PyTorch sees no GPU, or more GPUs than it has, before any work.
+
+    Lightning would fail only once the screen is read and the run directory made, with its own traceback.
+    ``"auto"`` and ``"cpu"`` always pass; ``"gpu"`` is CUDA or Apple's MPS, as in Lightning.
+    """
+    if str(accelerator).lower() not in ("gpu", "cuda", "mps"):
+        return
+    import torch
+
+    n_cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = str(accelerator).lower() != "cuda" and torch.backends.mps.is_available()
+    if n_cuda == 0 and not mps:
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise InputError(
+            f"accelerator={accelerator!r} (--accelerator {accelerator}) asks for a GPU, but PyTorch sees none on "
+            f"this machine (PyTorch {torch.__version__}, {build}). Train on the CPU with accelerator='cpu' "
+            "(--accelerator cpu), or install the PyTorch build for this machine's CUDA version."
+        )
+    if n_cuda and isinstance(devices, int) and devices > n_cuda:
+        raise InputError(
+            f"devices={devices} (--devices {devices}) asks for more GPUs than the {n_cuda} PyTorch sees on this "
+            f"machine; pass devices={n_cuda} (--devices {n_cuda}) or fewer."
+        )

@@ -30,6 +30,7 @@ from ._data import (
     resolve_io,
     schedule_of,
 )
+from ._dist import check_devices
 from ._module import REC_REFIT_EVERY, StatisticModule
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ def train_statistic(
     embedding. ``rec_refit_every``: a ridge ``T`` is fitted in closed form every this many steps (and at the
     start of every epoch); the steps between reuse the fit's leave-one-out map for their targets.
     """
+    check_devices(config.accelerator, config.devices)
     run_dir = Path(run_dir)
     if config.steps_per_epoch > config.max_steps:  # validation (and early stopping) needs one full epoch
         # TrainConfig's __init__ takes every option by name; mypy's dataclass plugin knows only the four groups
