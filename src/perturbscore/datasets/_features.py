@@ -79,8 +79,3 @@ def simulate_features(
         block += rng.normal(0.0, WINDOW_NOISE, block.shape)
         out[i] = block
     return out, fmap
-
-
-def pool_windows(features: np.ndarray) -> np.ndarray:
-    """Mean over windows: ``(n, windows, dim)`` -> ``(n, dim)``."""
-    return features.mean(axis=1)

@@ -23,14 +23,6 @@ def _check_props(train_props: np.ndarray) -> np.ndarray:
     return out
 
 
-def _clip_renormalise(pred: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Clip regression output to >= 0 and renormalise; an all-zero row falls back to ``fallback``."""
-    pred = np.clip(pred, 0.0, None)  # (n, C)
-    dead = pred.sum(axis=1) <= 0
-    pred[dead] = fallback
-    return pred / pred.sum(axis=1, keepdims=True)
-
-
 class Baseline:
     """Base class: fit on training perturbations, predict proportions and distances for others."""
 

@@ -9,9 +9,6 @@ from typing import Literal
 
 from .._errors import RunError
 
-#: Files that mark a directory as a perturbscore run (safe to replace with ``overwrite``).
-RUN_MARKERS = ("config.json", "model", "metrics.csv", "eval.json", "scores.csv", "report.html")
-
 #: Top-level entries a run (training, evaluation, scoring, interpretation, report) may hold; ``overwrite``
 #: deletes a run only when it holds nothing else, so a user's own files in it are never lost.
 RUN_ENTRIES = frozenset(
