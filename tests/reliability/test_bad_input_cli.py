@@ -488,10 +488,10 @@ def test_named_preset_target_is_parsed(ws: Workspace, capsys: pytest.CaptureFixt
     assert "ctrl" in text
 
 
-# Options whose values are checked by TrainConfig / preset(): today a ValueError with a traceback.
 #: PyTorch sees no GPU here (CUDA or Apple's MPS): a GPU run must be refused.
 NO_GPU = not torch.cuda.is_available() and not torch.backends.mps.is_available()
 
+# Options whose values are checked by TrainConfig / preset(): today a ValueError with a traceback.
 BAD_OPTIONS = {
     "k-min-zero": (["--k-min", "0"], "k_min"),
     "preset-unknown": (["--preset", "nope"], "preset"),

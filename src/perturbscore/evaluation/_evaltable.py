@@ -57,7 +57,7 @@ import numpy as np
 from .._errors import InputError
 from ._cells import paired_se, summarise
 
-__all__ = ["SEED_REPORTED_L1", "render_eval_markdown", "summarise"]
+__all__ = ["SEED_REPORTED_L1", "render_eval_markdown"]
 
 #: The seed's reported validation prediction losses, on the L1 scale.
 SEED_REPORTED_L1: dict[str, float] = {"seed_baseline": 0.23, "full": 0.28}

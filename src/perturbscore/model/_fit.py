@@ -153,15 +153,14 @@ def fit(
     if out is not None and is_main_process():
         check_run_dir(out, overwrite=overwrite, resume=resume)  # before reading a screen that may be large
     tcfg, mover = preset(preset_name, **overrides)  # a bad option fails before the screen is read, too
-    run_cfg = config if config is not None else tcfg
-    check_devices(run_cfg.accelerator, run_cfg.devices)  # no GPU: fail now, not after reading the screen
+    if config is not None:
+        tcfg = config
+    check_devices(tcfg.accelerator, tcfg.devices)  # no GPU: fail now, not after reading the screen
     keys = {"perturbation_key": perturbation_key, "state_key": state_key, "control": control, "layer": layer}
     screen = as_screen(
         data, features=features, embedding_key=embedding_key, **keys, min_cells=min_cells, small=small,
         backed=backed, allow_missing_features=allow_missing_features,
     )  # fmt: skip
-    if config is not None:
-        tcfg = config
     mover |= model_overrides or {}
     mcfg = model_config_for(screen, tcfg, **mover)
     # record the sampling window and prefetch actually used (a PCA front end reads embedded cells, never the matrix)
