@@ -212,7 +212,7 @@ def _result(default: float, best: float, *, shift: float = 1.0, spread: float = 
             "empirical_bayes": {
                 "mae_cells": {k: [best] for k in ks}, "mae_sequence": [best],
                 "knockout_mae_cells": {k: per_knockout(best, zero) for k in ks},
-                "knockout_mae_sequence": per_knockout(best, zero),
+                "knockout_mae_sequence": per_knockout(best, zero), "stability": {10: [0.7]},
             },
             "shrunk": {"mae_cells": {k: [best + 0.01] for k in ks}},
             "ridge": {"mae_sequence": [best]}, "train_mean": {"mae_sequence": [0.2]},
@@ -237,11 +237,24 @@ def test_panel_checks_and_table() -> None:
     assert "**0.050 · EB 0.060 (-17 ± 0 %)**" in md
     assert "| coverage in [0.90, 0.97] | ✓ | ✓ |" in md
     assert "| never worse than the best baseline by 2 SE or more | ✓ | ✗ |" in md
+    assert "| 0.950 (0.700) |" in md  # the default's stability at 10 cells, empirical Bayes's beside it
     assert "10 held-out knockouts" in md
     folded = render_panel_markdown(
         {"settings": {"seeds": [0], "folds": 5}, "screens": {"default": _result(0.05, 0.06)}}
     )
     assert "each held out once (5-fold over knockouts)" in folded
+
+
+def test_panel_judges_stability_against_empirical_bayes_from_the_same_cells() -> None:
+    shaky = _result(0.05, 0.06)
+    shaky["models"]["perturbscore"]["stability"][10] = [0.75]  # below 0.9, above EB's 0.7
+    checks = screen_checks(shaky)["checks"]
+    assert not checks["stability k=10 >= 0.9"]
+    assert checks["stability k=10 >= empirical Bayes's"]
+    shaky["baselines"]["empirical_bayes"]["stability"][10] = [0.8]
+    assert not screen_checks(shaky)["checks"]["stability k=10 >= empirical Bayes's"]
+    del shaky["baselines"]["empirical_bayes"]["stability"]
+    assert screen_checks(shaky)["checks"]["stability k=10 >= empirical Bayes's"] is None  # not measured
 
 
 def test_panel_says_when_a_gap_is_within_the_luck_of_the_split() -> None:

@@ -112,6 +112,16 @@ def test_empirical_with_all_cells_is_exact_and_oracle_floor(screen) -> None:  # 
     assert np.allclose(truth.sum(1), 1)
 
 
+def test_baseline_stability_grows_with_cells_and_with_a_prior(screen) -> None:  # noqa: ANN001
+    kos = screen.knockouts
+    setup = make_setup(screen, train=kos[:38] + [screen.control], val=kos[38:], ks=(2, 25), n_resamples=8)
+    res = evaluate_baselines(setup)
+    counts, eb = res["empirical"]["stability"], res["empirical_bayes"]["stability"]
+    assert all(0.0 <= v <= 1.0 for v in (*counts.values(), *eb.values()))
+    assert counts[25] > counts[2]  # more cells, less resampling noise
+    assert eb[2] > counts[2]  # shrunk toward a prior that does not resample: stabler than two cells' labels
+
+
 def test_kfold_splits_cover_every_knockout_once(screen) -> None:  # noqa: ANN001
     from perturbscore.evaluation._reproduce import kfold_splits
 

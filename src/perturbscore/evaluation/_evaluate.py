@@ -145,10 +145,10 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
             out["coverage"][k] = float(np.mean(covered))
             out["interval_width"][k] = float(np.mean(widths))
         post_all = np.stack(stats)  # (R, P, stat_dim)
-        out["stability"][k] = stability(post_all[..., :n_stat])
-        out["stability_cells_only"][k] = stability(np.stack(raw)[..., :n_stat])
+        out["stability"][k] = _stability(post_all[..., :n_stat])
+        out["stability_cells_only"][k] = _stability(np.stack(raw)[..., :n_stat])
         if mix:
-            out["stability_mix"][k] = stability(post_all[..., n_stat:])
+            out["stability_mix"][k] = _stability(post_all[..., n_stat:])
         if k == setup.eval_k:
             out |= _ranking_metrics(pred, true)
             out["scatter"] = {"pred": pred[0].ravel().tolist(), "true": true[0].ravel().tolist()}
@@ -266,8 +266,15 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
     val_feats = screen.feature_block(setup.val) if have_feats else None
     P = len(setup.val)
     for name, base in fitted.items():
-        res: dict = {"mae_cells": {}, "knockout_mae_cells": {}}
+        res: dict = {"mae_cells": {}, "knockout_mae_cells": {}, "stability": {}}
         for k in setup.ks:
+            mixes = np.stack([  # (R, P, C): the mix each baseline reads off k cells (EB: its posterior mean)
+                base.predict_proportions(counts=setup.counts(k, r), features=val_feats)
+                if name == "empirical_bayes"
+                else base.predict_proportions(counts=setup.counts(k, r))
+                for r in range(len(setup.targets))
+            ])  # fmt: skip
+            res["stability"][k] = _stability(mixes)
             pred = np.stack([
                 base.predict_distance(
                     np.broadcast_to(setup.targets[r], (P, *setup.targets[r].shape)),
@@ -315,6 +322,11 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
         pred = np.stack([_dist(truth, setup.targets[r]) for r in range(len(setup.targets))])
         out["oracle"] = {"mae_sequence": float(np.abs(pred - true).mean()), **_ranking_metrics(pred, true)}
     return out
+
+
+def _stability(stats: np.ndarray) -> float:
+    """:func:`stability` of ``(R, P, m)`` statistics; NaN for one held-out knockout (nothing to lie between)."""
+    return stability(stats) if stats.shape[1] >= 2 else float("nan")
 
 
 def per_knockout_errors(pred: np.ndarray, true: np.ndarray, knockouts: list[str]) -> dict[str, float]:
