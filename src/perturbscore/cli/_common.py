@@ -30,6 +30,17 @@ ControlOpt = typer.Option(
 LayerOpt = typer.Option(
     None, "--layer", help="Layer with raw counts (e.g. rawcounts), normalised on the fly.", show_default="X"
 )
+# Commands that read a trained run take the keys it was trained with unless given (`read_keys`).
+RunPertKeyOpt = typer.Option(
+    None, "--perturbation-key", help="obs column with the perturbed gene.", show_default="the run's"
+)
+RunStateKeyOpt = typer.Option(None, "--state-key", help="obs column with the cell state.", show_default="the run's")
+RunControlOpt = typer.Option(
+    None, "--control", help="Control label in the perturbation column ('none': no control).", show_default="the run's"
+)
+RunLayerOpt = typer.Option(
+    None, "--layer", help="Layer with raw counts (e.g. rawcounts), normalised on the fly.", show_default="the run's"
+)
 BackedOpt = typer.Option(False, "--backed", help="Read expression from disk on demand (screens larger than memory).")
 MinCellsOpt = typer.Option(1, "--min-cells", help="Knockouts with fewer cells are dropped (or refused, see --small).")
 SmallOpt = typer.Option("drop", "--small", help="What to do with knockouts under --min-cells: drop, error or keep.")
@@ -59,7 +70,7 @@ def load_screen(
     features: Path | None,
     perturbation_key: str,
     state_key: str,
-    control: str,
+    control: str | None,
     layer: str | None,
     backed: bool = False,
     min_cells: int = 1,
@@ -78,7 +89,7 @@ def load_screen(
             screen,
             perturbation_key=perturbation_key,
             state_key=state_key,
-            control=None if control.lower() == "none" else control,
+            control=None if control is None or control.lower() == "none" else control,
             layer=layer,
             features=features,
             backed=backed,
@@ -93,6 +104,6 @@ def load_screen(
             raise InputError(
                 f"obs column {state_key!r} of {str(screen)!r} does not hold the states the model was trained on "
                 f"({', '.join(map(repr, states))})" + (f"; {found.group(0)}" if found else "") + ". Pass the obs "
-                f"column that holds them with --state-key (given: --state-key {state_key}), or relabel the cells."
+                f"column that holds them with --state-key (read: --state-key {state_key}), or relabel the cells."
             ) from err
         raise

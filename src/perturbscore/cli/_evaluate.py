@@ -16,6 +16,10 @@ from ._common import (
     OverwriteOpt,
     PertKeyOpt,
     ProgressOpt,
+    RunControlOpt,
+    RunLayerOpt,
+    RunPertKeyOpt,
+    RunStateKeyOpt,
     StateKeyOpt,
     check_inputs,
     console,
@@ -45,26 +49,24 @@ def evaluate(
     resamples: int = typer.Option(30, "--resamples", help="Resamples of cells and targets."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
-    perturbation_key: str = PertKeyOpt,
-    state_key: str = StateKeyOpt,
-    control: str = ControlOpt,
-    layer: str | None = LayerOpt,
+    perturbation_key: str | None = RunPertKeyOpt,
+    state_key: str | None = RunStateKeyOpt,
+    control: str | None = RunControlOpt,
+    layer: str | None = RunLayerOpt,
 ) -> None:
     """Compare a trained model with simple baselines on its held-out knockouts."""
     from .._errors import RunError
     from ..evaluation import evaluate as run_eval
     from ..evaluation import render_eval_markdown
-    from ..model import PerturbScoreModel
+    from ..model import PerturbScoreModel, read_keys
 
     if (run / "eval.json").exists() and not overwrite:
         raise RunError(f"{run / 'eval.json'} exists; pass --overwrite to replace it")
     ks_values = _ints(ks)
     check_inputs(screen=screen, files=[("--features", features)])
     model = PerturbScoreModel.load(run)
-    data = load_screen(
-        screen, features=features, perturbation_key=perturbation_key, state_key=state_key, control=control,
-        layer=layer, states=model.states,
-    )  # fmt: skip
+    keys = read_keys(model, perturbation_key=perturbation_key, state_key=state_key, control=control, layer=layer)
+    data = load_screen(screen, features=features, **keys, states=model.states)
     results = run_eval(model, data, ks=ks_values, n_resamples=resamples, progress=progress)
     write_json_atomic(run / "eval.json", results)
     write_text_atomic(run / "eval.md", render_eval_markdown(results))

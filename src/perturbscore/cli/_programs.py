@@ -10,11 +10,11 @@ import typer
 from ._app import app
 from ._common import (
     BackedOpt,
-    ControlOpt,
-    LayerOpt,
     OverwriteOpt,
-    PertKeyOpt,
-    StateKeyOpt,
+    RunControlOpt,
+    RunLayerOpt,
+    RunPertKeyOpt,
+    RunStateKeyOpt,
     check_inputs,
     console,
     load_screen,
@@ -42,16 +42,16 @@ def programs(
     permutations: int = typer.Option(1000, "--permutations", help="Permutations of the preranked enrichment test."),
     seed: int = typer.Option(0, "--seed", help="Random seed (cell sampling, permutations)."),
     overwrite: bool = OverwriteOpt,
-    perturbation_key: str = PertKeyOpt,
-    state_key: str = StateKeyOpt,
-    control: str = ControlOpt,
-    layer: str | None = LayerOpt,
+    perturbation_key: str | None = RunPertKeyOpt,
+    state_key: str | None = RunStateKeyOpt,
+    control: str | None = RunControlOpt,
+    layer: str | None = RunLayerOpt,
     backed: bool = BackedOpt,
 ) -> None:
     """Interpret the gene programs of the model in RUN; write CSVs into RUN and plots into RUN/plots."""
     from .._errors import RunError
     from ..io import read_gmt
-    from ..model import PerturbScoreModel
+    from ..model import PerturbScoreModel, read_keys
     from ..pl import save_run_plots
     from ..tl import PROGRAM_FILES, interpret_programs
 
@@ -63,10 +63,8 @@ def programs(
     sets = read_gmt(gene_sets) if gene_sets is not None else None
     data = None
     if screen is not None:
-        data = load_screen(
-            screen, features=None, perturbation_key=perturbation_key, state_key=state_key, control=control,
-            layer=layer, backed=backed, small="keep", states=model.states,
-        )  # fmt: skip
+        keys = read_keys(model, perturbation_key=perturbation_key, state_key=state_key, control=control, layer=layer)
+        data = load_screen(screen, features=None, **keys, backed=backed, small="keep", states=model.states)
     console.print("interpreting the programs", highlight=False)
     result = interpret_programs(model, data, gene_sets=sets, n_top=n_top, n_permutations=permutations, rng=seed)
     written = result.write(run, overwrite=overwrite)

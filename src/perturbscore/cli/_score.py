@@ -10,14 +10,14 @@ import typer
 from ._app import app
 from ._common import (
     BackedOpt,
-    ControlOpt,
-    LayerOpt,
     MinCellsOpt,
     OverwriteOpt,
-    PertKeyOpt,
     ProgressOpt,
+    RunControlOpt,
+    RunLayerOpt,
+    RunPertKeyOpt,
+    RunStateKeyOpt,
     SmallOpt,
-    StateKeyOpt,
     check_inputs,
     console,
     load_screen,
@@ -185,10 +185,10 @@ def score(
     threads: int = typer.Option(1, "--threads", help="CPU threads for PyTorch (small ops: 1 is fastest; 0: all)."),
     overwrite: bool = OverwriteOpt,
     progress: bool = ProgressOpt,
-    perturbation_key: str = PertKeyOpt,
-    state_key: str = StateKeyOpt,
-    control: str = ControlOpt,
-    layer: str | None = LayerOpt,
+    perturbation_key: str | None = RunPertKeyOpt,
+    state_key: str | None = RunStateKeyOpt,
+    control: str | None = RunControlOpt,
+    layer: str | None = RunLayerOpt,
     backed: bool = BackedOpt,
     min_cells: int = MinCellsOpt,
     small: str = SmallOpt,
@@ -196,7 +196,7 @@ def score(
     """Rank knockouts of RUN's model against target mixes: from cells (--screen) and sequence (--features)."""
     from .._errors import InputError
     from ..io import parse_constraint, read_features
-    from ..model import PerturbScoreModel
+    from ..model import PerturbScoreModel, read_keys
     from ..tl import cells_needed_table, check_score_path, score_perturbations, write_scores
 
     _check_runs(runs)
@@ -220,9 +220,11 @@ def score(
         torch.set_num_threads(threads)
     data = None
     if screen is not None:
+        keys = read_keys(
+            models[0], perturbation_key=perturbation_key, state_key=state_key, control=control, layer=layer
+        )
         data = load_screen(
-            screen, features=None, perturbation_key=perturbation_key, state_key=state_key, control=control,
-            layer=layer, backed=backed, min_cells=min_cells, small=small, states=states,
+            screen, features=None, **keys, backed=backed, min_cells=min_cells, small=small, states=states
         )  # fmt: skip
     feats = read_features(features) if features is not None else None
     df = score_perturbations(

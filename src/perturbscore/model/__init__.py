@@ -18,7 +18,7 @@ from ._empirical_bayes import (
 )
 from ._feature_regression import FeatureRegression
 from ._fit import annotate_fit, as_screen, fit
-from ._model import PerturbScoreModel
+from ._model import PerturbScoreModel, read_keys
 from ._rundir import check_run_dir, is_run_dir, prepare_run_dir
 
 __all__ = [
@@ -38,5 +38,6 @@ __all__ = [
     "pool_features",
     "posterior_distance",
     "prepare_run_dir",
+    "read_keys",
     "simulate_draws",
 ]

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._constants import KEYS
 from ..data import Screen
 
 if TYPE_CHECKING:
@@ -33,24 +32,6 @@ def is_anndata(obj: object) -> bool:
     return not isinstance(obj, Screen | str | os.PathLike) and hasattr(obj, "obs") and hasattr(obj, "var_names")
 
 
-def read_keys(
-    model: PerturbScoreModel | None,
-    *,
-    perturbation_key: str | None,
-    state_key: str | None,
-    control: str | None,
-    layer: str | None,
-) -> dict[str, Any]:
-    """Return the keys to read a screen with: those given, else the model's, else the challenge layout's."""
-    known = model.keys if model is not None else {}
-    return {
-        "perturbation_key": perturbation_key or known.get("perturbation_key") or KEYS.perturbation,
-        "state_key": state_key or known.get("state_key") or KEYS.state,
-        "control": control if control is not None else known.get("control", KEYS.control),
-        "layer": layer if layer is not None else known.get("layer"),
-    }
-
-
 def resolve_screen(
     data: Screen | ad.AnnData | str | os.PathLike[str] | None,
     model: PerturbScoreModel | None = None,
@@ -64,7 +45,7 @@ def resolve_screen(
     features: Any = None,
 ) -> Screen | None:
     """Return a validated :class:`Screen` of ``data`` in the model's state order (``None`` stays ``None``)."""
-    from ..model import as_screen
+    from ..model import as_screen, read_keys
 
     if data is None:
         return None

@@ -26,7 +26,8 @@ import scipy.sparse as sp
 from .._errors import InputError, RunError
 from .._utils import as_rng, atomic_path
 from ..data import Screen
-from ._data import h5_safe, read_keys, resolve_screen, target_adata
+from ..model import read_keys
+from ._data import h5_safe, resolve_screen, target_adata
 from ._programs import activity_by_group, program_enrichment, program_state_relation, top_genes
 
 if TYPE_CHECKING:
