@@ -10,7 +10,7 @@ DEMO_OUT ?= runs/demo
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch lies on these machines; a bare `torch` would pull a multi-GB GPU build.
+	# A pinned torch first when none is present (an existing one, e.g. a CPU build, is kept), then the package.
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)

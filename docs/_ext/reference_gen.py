@@ -265,6 +265,9 @@ def _type(param: Any) -> str:
 def _default(param: Any) -> str:
     if getattr(param, "required", False):
         return "required"
+    shown = getattr(param, "show_default", None)
+    if isinstance(shown, str):  # a default described in words, as --help shows it
+        return _cell(shown)
     default = param.default
     if default is None or getattr(param, "is_flag", False) and default is False:
         return ""
@@ -285,7 +288,9 @@ def _param_table(params: list[Any]) -> list[str]:
 
 def _usage(prog: str, cmd: Any) -> str:
     args = [
-        (p.metavar or p.name).upper() if p.required else f"[{(p.metavar or p.name).upper()}]"
+        (p.metavar or p.name).upper() + ("..." if p.nargs == -1 else "")
+        if p.required
+        else f"[{(p.metavar or p.name).upper()}]"
         for p in cmd.params
         if getattr(p, "param_type_name", "") == "argument"
     ]
@@ -336,6 +341,8 @@ def cli_page() -> str:
             "",
             *_param_table(list(cmd.params)),
         ]
+        if cmd.epilog:  # click's \b marks a paragraph kept as written: shown as a text block
+            lines += ["```text", *[ln for ln in cmd.epilog.splitlines() if ln != "\b"], "```", ""]
     return "\n".join(lines)
 
 
@@ -372,17 +379,18 @@ def panel_section(docs: Path) -> str:
         "cells' expression says little more, and the label counts carry the rest. Expect the learned statistic to matter most where "
         "the features are weak.\n"
         "- **No within-state shifts** (`shift_none`): a knockout's cells then say only which states they are in, "
-        "so any statistic of ten cells varies between draws as ten cells' state counts do. The default's "
-        "stability is the panel's lowest there, and still above that of those counts themselves (the mix "
-        "channel's stability in `panel.json`).\n"
+        "so a statistic of ten cells can be only as stable as their labels and the gene's features allow. The "
+        "default's stability is the panel's lowest there, and no lower than that of empirical Bayes's posterior "
+        "mix from the same ten cells (in brackets in the stability column), which reads just those labels and "
+        "features.\n"
     )
     if (docs / "results" / "panel_folds.md").is_file():
         out += (
             "\n### Every knockout held out\n\n"
             "Ten held-out knockouts resolve a gap to the best baseline only to a few per cent (the ± above), so a "
             'strict check such as "at or below the best baseline at every k" can fail on one split by the luck '
-            "of which ten were held out. `make panel-folds` reruns the screens where a check fails above with "
-            "every knockout held out once (5 folds, 3 seeds each), so each gap is measured on all 64 knockouts. "
+            "of which ten were held out. `make panel-folds` reruns the screens where the default is "
+            "above the best baseline at some k on the ten held-out knockouts, with every knockout held out once (5 folds, 3 seeds each), so each gap is measured on all 64 knockouts. "
             "Judge the default by these gaps and their standard errors: never worse than the best baseline by "
             "two standard errors (raw numbers in `panel_folds.json`).\n\n"
             "```{include} ../results/panel_folds.md\n:heading-offset: 3\n```\n"
