@@ -22,24 +22,20 @@ ScreenArg = typer.Argument(
 FeaturesOpt = typer.Option(
     None, "--features", help="Gene features (.npz/.h5 per gene, or a CSV/Parquet table).", show_default="none"
 )
-PertKeyOpt = typer.Option("condition", "--perturbation-key", help="obs column with the perturbed gene.")
-StateKeyOpt = typer.Option("state", "--state-key", help="obs column with the cell state.")
-ControlOpt = typer.Option(
-    "Unperturbed", "--control", help="Control label in the perturbation column ('none': no control)."
-)
-LayerOpt = typer.Option(
-    None, "--layer", help="Layer with raw counts (e.g. rawcounts), normalised on the fly.", show_default="X"
-)
-# Commands that read a trained run take the keys it was trained with unless given (`read_keys`).
-RunPertKeyOpt = typer.Option(
-    None, "--perturbation-key", help="obs column with the perturbed gene.", show_default="the run's"
-)
-RunStateKeyOpt = typer.Option(None, "--state-key", help="obs column with the cell state.", show_default="the run's")
-RunControlOpt = typer.Option(
-    None, "--control", help="Control label in the perturbation column ('none': no control).", show_default="the run's"
-)
-RunLayerOpt = typer.Option(
-    None, "--layer", help="Layer with raw counts (e.g. rawcounts), normalised on the fly.", show_default="the run's"
+# The obs keys: training commands default to the challenge layout's; commands that read a trained run take the
+# keys it was trained with unless given (`perturbscore.model.read_keys`).
+_KEY_HELP = {
+    "--perturbation-key": "obs column with the perturbed gene.",
+    "--state-key": "obs column with the cell state.",
+    "--control": "Control label in the perturbation column ('none': no control).",
+    "--layer": "Layer with raw counts (e.g. rawcounts), normalised on the fly.",
+}
+PertKeyOpt = typer.Option("condition", "--perturbation-key", help=_KEY_HELP["--perturbation-key"])
+StateKeyOpt = typer.Option("state", "--state-key", help=_KEY_HELP["--state-key"])
+ControlOpt = typer.Option("Unperturbed", "--control", help=_KEY_HELP["--control"])
+LayerOpt = typer.Option(None, "--layer", help=_KEY_HELP["--layer"], show_default="X")
+RunPertKeyOpt, RunStateKeyOpt, RunControlOpt, RunLayerOpt = (
+    typer.Option(None, flag, help=_KEY_HELP[flag], show_default="the run's") for flag in _KEY_HELP
 )
 BackedOpt = typer.Option(False, "--backed", help="Read expression from disk on demand (screens larger than memory).")
 MinCellsOpt = typer.Option(1, "--min-cells", help="Knockouts with fewer cells are dropped (or refused, see --small).")
