@@ -28,7 +28,7 @@ _KEY_HELP = {
     "--perturbation-key": "obs column with the perturbed gene.",
     "--state-key": "obs column with the cell state.",
     "--control": "Control label in the perturbation column ('none': no control).",
-    "--layer": "Layer with raw counts (e.g. rawcounts), normalised on the fly.",
+    "--layer": "Layer with raw counts (e.g. rawcounts), normalised on the fly; X: the matrix X itself.",
 }
 PertKeyOpt = typer.Option("condition", "--perturbation-key", help=_KEY_HELP["--perturbation-key"])
 StateKeyOpt = typer.Option("state", "--state-key", help=_KEY_HELP["--state-key"])
@@ -86,7 +86,7 @@ def load_screen(
             perturbation_key=perturbation_key,
             state_key=state_key,
             control=None if control is None or control.lower() == "none" else control,
-            layer=layer,
+            layer=None if layer == "X" else layer,
             features=features,
             backed=backed,
             min_cells=min_cells,

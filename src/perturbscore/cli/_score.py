@@ -220,9 +220,15 @@ def score(
         torch.set_num_threads(threads)
     data = None
     if screen is not None:
-        keys = read_keys(
-            models[0], perturbation_key=perturbation_key, state_key=state_key, control=control, layer=layer
-        )
+        given = {"perturbation_key": perturbation_key, "state_key": state_key, "control": control, "layer": layer}
+        keys = read_keys(models[0], **given)
+        differ = [str(r) for r, m in zip(runs, models, strict=True) if read_keys(m, **given) != keys]
+        if differ:
+            raise InputError(
+                f"the runs read their screens with different obs keys ({runs[0]}: {keys}; not so: "
+                f"{', '.join(differ)}); pass --perturbation-key, --state-key, --control and --layer to say how to "
+                "read --screen."
+            )
         data = load_screen(
             screen, features=None, **keys, backed=backed, min_cells=min_cells, small=small, states=states
         )  # fmt: skip

@@ -9,7 +9,7 @@ Build one with :func:`perturbscore.io.read_screen` (from an ``.h5ad`` path or an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,6 +104,10 @@ class Screen:
     embedding
         Every cell's coordinates under a fitted front end (:func:`perturbscore.pp.embed`), if known: training,
         evaluation, scoring and programs read them instead of projecting the cells' expression.
+    keys
+        The ``obs`` keys, control label and layer the screen was read with (``perturbation_key``,
+        ``state_key``, ``control``, ``layer``); empty when it was not read from an AnnData. A model trained
+        on the screen keeps them, so that a screen is read the same way to evaluate or score it.
     """
 
     rows: RowSource
@@ -117,6 +121,7 @@ class Screen:
     source: str = ""
     truth: dict = field(default_factory=dict)
     embedding: CellEmbedding | None = None
+    keys: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.gene_names = np.asarray(self.gene_names, dtype=str)

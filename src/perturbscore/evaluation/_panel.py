@@ -52,7 +52,7 @@ def _best(baselines: Mapping[str, Any], names: tuple[str, ...], key: str, k: int
 
 
 def screen_checks(res: Mapping[str, Any]) -> dict[str, Any]:
-    """Numbers and done-when checks of one screen's results (means over training seeds).
+    """Numbers and checks of one screen's results (means over training seeds).
 
     Returns
     -------

@@ -143,6 +143,7 @@ def read_screen(
         features=_load_features(features, knockouts, allow_missing=allow_missing_features),
         source=label,
         truth=opened.truth,
+        keys={"perturbation_key": perturbation_key, "state_key": state_key, "control": control, "layer": layer},
     )
     logger.info("read screen %s: %s", label, screen.summary())
     return screen
