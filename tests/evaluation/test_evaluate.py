@@ -9,7 +9,8 @@ import pytest
 
 from perturbscore.datasets import simulate_screen
 from perturbscore.evaluation._evaltable import render_eval_markdown
-from perturbscore.evaluation._evaluate import evaluate, evaluate_baselines, make_setup, truth_proportions
+from perturbscore.evaluation._evaluate import evaluate, evaluate_baselines
+from perturbscore.evaluation._setup import make_setup, truth_proportions
 from perturbscore.io import read_screen
 from perturbscore.tl import fit
 

@@ -85,7 +85,7 @@ def load_screen(
             screen,
             perturbation_key=perturbation_key,
             state_key=state_key,
-            control=None if control is None or control.lower() == "none" else control,
+            control=control,  # None or "none": a screen without control cells (read_screen says so)
             layer=None if layer == "X" else layer,
             features=features,
             backed=backed,

@@ -6,7 +6,7 @@ from ._baseline_base import Baseline
 from ._baselines import BASELINES
 from ._cells import summarise
 from ._evaltable import BASELINE_LABELS, MODEL_LABELS, render_eval_markdown
-from ._evaluate import DEFAULT_KS, EvalSetup, evaluate, evaluate_baselines, evaluate_model, make_setup
+from ._evaluate import DEFAULT_KS, evaluate, evaluate_baselines, evaluate_model
 from ._metrics import (
     bootstrap_label_samples,
     l1_distance,
@@ -21,6 +21,7 @@ from ._metrics import (
 )
 from ._panel import PANEL_SCREENS, render_panel_markdown, screen_checks
 from ._reproduce import ABLATION, DEFAULT_MODELS, MODELS, kfold_splits, reproduce, reproduce_panel
+from ._setup import EvalSetup, make_setup
 
 __all__ = [
     "ABLATION",

@@ -8,92 +8,29 @@ from the training mixes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .._utils import as_rng, track
-from ..data import Screen, draw_rows, tv
+from .._utils import track
+from ..data import Screen, tv
 from ..model import PerturbScoreModel
 from ._baselines import BASELINES
 from ._evaltable import DEFAULT_KS
-from ._metrics import recognition_r2, sample_targets, spearman_per_target, stability, topk_hit_rate
+from ._metrics import recognition_r2
+from ._setup import (
+    EvalSetup,
+    append_results,
+    defined_stability,
+    make_setup,
+    mean_spearman,
+    mix_distances,
+    per_knockout_errors,
+    ranking_metrics,
+    truth_proportions,
+)
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalSetup:
-    """The shared resamples: ``samples[k][r] = (rows, used)`` and ``targets[r]`` ``(T, C)``."""
-
-    screen: Screen
-    train: list[str]
-    val: list[str]
-    ks: tuple[int, ...]
-    targets: np.ndarray  # (R, T, C)
-    samples: dict[int, list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    eval_k: int = 10
-
-    @property
-    def val_ids(self) -> list[int]:
-        """Screen indices of the held-out perturbations."""
-        return [self.screen.index_of(p) for p in self.val]
-
-    @property
-    def true_distances(self) -> np.ndarray:
-        """``(R, P, T)`` true distances of every held-out perturbation to every target."""
-        q = self.screen.proportions[self.val_ids]  # (P, C)
-        return tv(q[None, :, None, :], self.targets[:, None, :, :])
-
-    def counts(self, k: int, r: int) -> np.ndarray:
-        """Label counts ``(P, C)`` of resample ``r`` at ``k`` cells."""
-        rows, used = self.samples[k][r]
-        seg = np.repeat(np.arange(len(used)), used)
-        out = np.zeros((len(used), self.screen.n_states))
-        np.add.at(out, (seg, self.screen.state_codes[rows]), 1)
-        return out
-
-
-def make_setup(
-    screen: Screen,
-    *,
-    train: list[str],
-    val: list[str],
-    ks: tuple[int, ...] = DEFAULT_KS,
-    n_resamples: int = 30,
-    n_targets: int = 16,
-    target_noise: float = 0.05,
-    eval_k: int = 10,
-    rng: np.random.Generator | int | None = 0,
-) -> EvalSetup:
-    """Draw the resampled cells and targets shared by every model and baseline."""
-    rng = as_rng(rng)
-    pool = screen.proportions[[screen.index_of(p) for p in train if p != screen.control]]
-    targets = sample_targets(pool, n_resamples * n_targets, alpha=target_noise, rng=rng)
-    setup = EvalSetup(screen, train, val, tuple(ks), targets.reshape(n_resamples, n_targets, -1), eval_k=eval_k)
-    index = [screen.cell_index[i] for i in setup.val_ids]
-    for k in setup.ks:
-        kk = np.full(len(index), k)
-        setup.samples[k] = [draw_rows(index, kk, rng) for _ in range(n_resamples)]
-    return setup
-
-
-def _mean_spearman(pred: np.ndarray, true: np.ndarray) -> float:
-    """Mean Spearman over the rows of ``(T, P)`` arrays; NaN when no row ranks (all tied or constant)."""
-    rho = spearman_per_target(pred, true)
-    return float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
-
-
-def _ranking_metrics(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
-    """Spearman and top-k from ``(R, P, T)`` predictions, over targets and resamples."""
-    p = pred.transpose(0, 2, 1).reshape(-1, pred.shape[1])  # (R*T, P)
-    t = true.transpose(0, 2, 1).reshape(-1, true.shape[1])
-    return {
-        "spearman": _mean_spearman(p, t),
-        "top1": topk_hit_rate(p, t, k=1),
-        "top3": topk_hit_rate(p, t, k=min(3, p.shape[1])),
-    }
 
 
 @torch.no_grad()
@@ -145,12 +82,12 @@ def evaluate_model(model: PerturbScoreModel, setup: EvalSetup, *, progress: bool
             out["coverage"][k] = float(np.mean(covered))
             out["interval_width"][k] = float(np.mean(widths))
         post_all = np.stack(stats)  # (R, P, stat_dim)
-        out["stability"][k] = _stability(post_all[..., :n_stat])
-        out["stability_cells_only"][k] = _stability(np.stack(raw)[..., :n_stat])
+        out["stability"][k] = defined_stability(post_all[..., :n_stat])
+        out["stability_cells_only"][k] = defined_stability(np.stack(raw)[..., :n_stat])
         if mix:
-            out["stability_mix"][k] = _stability(post_all[..., n_stat:])
+            out["stability_mix"][k] = defined_stability(post_all[..., n_stat:])
         if k == setup.eval_k:
-            out |= _ranking_metrics(pred, true)
+            out |= ranking_metrics(pred, true)
             out["scatter"] = {"pred": pred[0].ravel().tolist(), "true": true[0].ravel().tolist()}
     if feats is not None:
         out |= _sequence_metrics(model, setup, true)
@@ -197,7 +134,7 @@ def _all_cells_metrics(
     gen = tv(truth[:, None, :], q)  # (P, R*T)
     tally = tv(props[:, None, :], q)
     ranks = {
-        name: _mean_spearman(pred.T, gen.T)
+        name: mean_spearman(pred.T, gen.T)
         for name, pred in (("spearman", res.distance), ("spearman_tally", tally), ("spearman_head", res.head))
     }
     return {
@@ -231,7 +168,7 @@ def _sequence_metrics(model: PerturbScoreModel, setup: EvalSetup, true: np.ndarr
         "mae_sequence_head": float(np.abs(head - true).mean()),
         "val_rec_loss": float(((rec[:, :n_stat] - full_arr[:, :n_stat]) ** 2).sum(-1).mean()),
         "rec_r2": recognition_r2(rec[:, :n_stat], full_arr[:, :n_stat]),
-        "sequence_ranking": _ranking_metrics(pred, true),
+        "sequence_ranking": ranking_metrics(pred, true),
     }
     if model.calibration is not None:
         lo, hi = np.stack([c.lo for c in res]), np.stack([c.hi for c in res])
@@ -270,11 +207,9 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
         for k in setup.ks:
             mixes = np.stack([  # (R, P, C): the mix each baseline reads off k cells (EB: its posterior mean)
                 base.predict_proportions(counts=setup.counts(k, r), features=val_feats)
-                if name == "empirical_bayes"
-                else base.predict_proportions(counts=setup.counts(k, r))
                 for r in range(len(setup.targets))
             ])  # fmt: skip
-            res["stability"][k] = _stability(mixes)
+            res["stability"][k] = defined_stability(mixes)
             pred = np.stack([
                 base.predict_distance(
                     np.broadcast_to(setup.targets[r], (P, *setup.targets[r].shape)),
@@ -282,20 +217,20 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
                     features=val_feats,
                 )
                 if name == "empirical_bayes"  # the posterior median of d, not d of a mix
-                else _dist(base.predict_proportions(counts=setup.counts(k, r)), setup.targets[r])
+                else mix_distances(mixes[r], setup.targets[r])
                 for r in range(len(setup.targets))
             ])  # fmt: skip
             res["mae_cells"][k] = float(np.abs(pred - true).mean())
             res["knockout_mae_cells"][k] = per_knockout_errors(pred, true, setup.val)
             if k == setup.eval_k:
-                res |= _ranking_metrics(pred, true)
+                res |= ranking_metrics(pred, true)
         if name == "empirical_bayes":
             q = np.broadcast_to(setup.targets[:, None], (len(setup.targets), P, *setup.targets.shape[1:]))
             pred = np.stack([base.predict_distance(q[r], counts=np.zeros((P, screen.n_states)), features=val_feats)
                              for r in range(len(q))])  # fmt: skip
             res["mae_sequence"] = float(np.abs(pred - true).mean())
             res["knockout_mae_sequence"] = per_knockout_errors(pred, true, setup.val)
-            res["sequence_ranking"] = _ranking_metrics(pred, true)
+            res["sequence_ranking"] = ranking_metrics(pred, true)
         if name != "empirical":
             res["strength"] = float(base.strength_)  # type: ignore[attr-defined]
         out[name] = res
@@ -312,47 +247,16 @@ def evaluate_baselines(setup: EvalSetup, *, truth: np.ndarray | None = None, rng
             base.predict_proportions(features=feats, index=None) if feats is not None else base.predict_proportions()
         )
         p_hat = np.broadcast_to(p_hat, (len(setup.val), screen.n_states))
-        pred = np.stack([_dist(p_hat, setup.targets[r]) for r in range(len(setup.targets))])
+        pred = np.stack([mix_distances(p_hat, setup.targets[r]) for r in range(len(setup.targets))])
         out[name] = {
             "mae_sequence": float(np.abs(pred - true).mean()),
             "knockout_mae_sequence": per_knockout_errors(pred, true, setup.val),
-            **_ranking_metrics(pred, true),
+            **ranking_metrics(pred, true),
         }
     if truth is not None:
-        pred = np.stack([_dist(truth, setup.targets[r]) for r in range(len(setup.targets))])
-        out["oracle"] = {"mae_sequence": float(np.abs(pred - true).mean()), **_ranking_metrics(pred, true)}
+        pred = np.stack([mix_distances(truth, setup.targets[r]) for r in range(len(setup.targets))])
+        out["oracle"] = {"mae_sequence": float(np.abs(pred - true).mean()), **ranking_metrics(pred, true)}
     return out
-
-
-def _stability(stats: np.ndarray) -> float:
-    """:func:`stability` of ``(R, P, m)`` statistics; NaN for one held-out knockout (nothing to lie between)."""
-    return stability(stats) if stats.shape[1] >= 2 else float("nan")
-
-
-def per_knockout_errors(pred: np.ndarray, true: np.ndarray, knockouts: list[str]) -> dict[str, float]:
-    """Mean absolute error of each held-out knockout over resamples and targets (``pred``, ``true``: ``(R, P, T)``).
-
-    Errors of two methods on the same knockouts are paired: their differences, knockout by knockout, say how
-    much of a gap between two mean errors is more than the luck of which knockouts were held out.
-    """
-    err = np.abs(np.asarray(pred) - np.asarray(true)).mean(axis=(0, 2))
-    return {str(g): float(e) for g, e in zip(knockouts, err, strict=True)}
-
-
-def _dist(props: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """``(P, C)`` mixes vs ``(T, C)`` targets -> ``(P, T)`` TV distances."""
-    return tv(props[:, None, :], targets[None, :, :])
-
-
-def truth_proportions(screen: Screen) -> np.ndarray | None:
-    """Return the simulator's generating ``q(P)`` aligned to ``screen.perturbations`` (``None`` for real screens)."""
-    truth = screen.truth or {}
-    if "proportions" not in truth or "perturbations" not in truth:
-        return None
-    index = {str(p): i for i, p in enumerate(np.asarray(truth["perturbations"]).astype(str))}
-    if not all(p in index for p in screen.perturbations):
-        return None
-    return np.asarray(truth["proportions"], dtype=np.float64)[[index[p] for p in screen.perturbations]]
 
 
 def evaluate(
@@ -399,14 +303,3 @@ def evaluate(
     append_results(results["baselines"], base)
     results["scatter"] = scatter
     return results
-
-
-def append_results(acc: dict, res: dict) -> None:
-    """Accumulate one run's metrics into per-seed lists (nested dicts for per-k metrics)."""
-    for key, value in res.items():
-        if key in ("scatter",):
-            continue
-        if isinstance(value, dict):
-            append_results(acc.setdefault(key, {}), value)
-        elif value is not None:
-            acc.setdefault(key, []).append(float(value))

@@ -19,8 +19,9 @@ from ..data import Screen
 from ..model import fit, prepare_run_dir
 from ..train import Split, split_perturbations
 from ._evaltable import render_eval_markdown
-from ._evaluate import DEFAULT_KS, append_results, evaluate_baselines, evaluate_model, make_setup, truth_proportions
+from ._evaluate import DEFAULT_KS, evaluate_baselines, evaluate_model
 from ._panel import PANEL_SCREENS, render_panel_markdown
+from ._setup import append_results, make_setup, truth_proportions
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from ._empirical_bayes import (
 )
 from ._feature_regression import FeatureRegression
 from ._fit import annotate_fit, as_screen, fit
-from ._model import PerturbScoreModel, read_keys
+from ._keys import read_keys
+from ._model import PerturbScoreModel
 from ._rundir import check_run_dir, is_run_dir, prepare_run_dir
 
 __all__ = [

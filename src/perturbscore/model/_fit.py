@@ -193,9 +193,8 @@ def fit(
         "train_mean_proportions": screen.proportions[train_ids].mean(0).tolist(),
         "best_val_pred_loss": result.best_val_pred_loss,
     }
-    read_with = screen.keys or ({} if isinstance(data, Screen) else keys)  # the keys the screen was read with
-    if read_with:
-        extra["keys"] = dict(read_with)
+    if screen.keys:  # the keys the screen was read with (read_screen records them)
+        extra["keys"] = dict(screen.keys)
     model = PerturbScoreModel(result.net, mcfg, tcfg, screen.states, screen.gene_names, split.to_dict(), extra)
     # the reported number: the head blended with empirical Bayes, weights and intervals from held-out knockouts
     if result.embedding is not None and screen.embedding is None:  # calibrate on the coordinates training used

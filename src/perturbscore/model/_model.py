@@ -13,7 +13,6 @@ import scipy.sparse as sp
 import torch
 
 from .. import __version__
-from .._constants import KEYS
 from .._errors import InputError, RunError
 from ..data import EmbeddedCells
 from ..nn import ModelConfig, PerturbationStatistic
@@ -389,33 +388,3 @@ def _gene_columns(have: np.ndarray, want: np.ndarray) -> np.ndarray:
             "use cells measured on the genes the model was trained on"
         )
     return pos
-
-
-def read_keys(
-    model: PerturbScoreModel | None,
-    *,
-    perturbation_key: str | None = None,
-    state_key: str | None = None,
-    control: str | None = None,
-    layer: str | None = None,
-) -> dict[str, Any]:
-    """Return the keys to read a screen with: those given, else the ones ``model`` was trained with, else the challenge layout's.
-
-    Parameters
-    ----------
-    model
-        A trained model (``None``: no model, the challenge layout's keys).
-    perturbation_key, state_key, control, layer
-        Keys given by the caller; ``None`` takes the model's.
-
-    Returns
-    -------
-    ``{"perturbation_key", "state_key", "control", "layer"}``.
-    """
-    known = model.keys if model is not None else {}
-    return {
-        "perturbation_key": perturbation_key or known.get("perturbation_key") or KEYS.perturbation,
-        "state_key": state_key or known.get("state_key") or KEYS.state,
-        "control": control if control is not None else known.get("control", KEYS.control),
-        "layer": layer if layer is not None else known.get("layer"),
-    }
